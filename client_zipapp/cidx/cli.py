@@ -1,0 +1,195 @@
+"""The ``cidx`` command line: parse, dispatch, print. Standard library only.
+
+Hot path (``cidx query``): argparse, config lookup, one RPC, render. Nothing
+else is imported before the request is on the wire; the daemon-control and
+standalone modules load only when they are needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from . import config as cfgmod
+from .schema import RequestError, add_query_arguments, request_from_namespace
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+HANDED_OFF = {
+    "index": "index the project (incremental; --clear to rebuild); runs the daemon package",
+    "status": "index status: files, chunks, generation, model, size, staleness",
+    "clean": "delete the index (--all: the whole .code-indexer directory)",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cidx", description=(
+        "Semantic, full-text and hybrid code search, answered by a warm per-project daemon."),
+        epilog="Run 'cidx COMMAND --help' for a command's flags.")
+    p.add_argument("--version", action="version", version=f"cidx {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    q = sub.add_parser("query", help="search (semantic by default; --fts; --fts --semantic = hybrid)",
+                       description="Search the index. Semantic by default; --fts for full text; "
+                                   "both for one hybrid list fused by reciprocal rank.")
+    add_query_arguments(q)
+
+    i = sub.add_parser("init", help="create .code-indexer/config.json in the current directory")
+    i.add_argument("--no-daemon", action="store_true", help="disable the daemon in the new config")
+
+    c = sub.add_parser("config", help="show or change daemon settings")
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--daemon", dest="daemon", action="store_const", const=True,
+                   help="delegate queries to the daemon (the default)")
+    g.add_argument("--no-daemon", dest="daemon", action="store_const", const=False,
+                   help="query standalone; also stops a running daemon")
+    g.add_argument("--show", action="store_true", help="print the config")
+
+    d = sub.add_parser("daemon", help="start, stop, restart or inspect the project's daemon")
+    d.add_argument("action", choices=("start", "stop", "status", "restart"))
+    d.add_argument("--json", action="store_true", help="status as JSON")
+
+    for name, text in HANDED_OFF.items():
+        h = sub.add_parser(name, help=text, add_help=False)
+        h.add_argument("args", nargs=argparse.REMAINDER, help=f"passed to 'cidx-daemon {name}'")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args, started)
+    except (UsageError, RequestError, cfgmod.ConfigError) as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except Exception as exc:
+        from .daemon_control import DaemonNotInstalled
+
+        if isinstance(exc, DaemonNotInstalled):
+            _say(f"error: {exc}")
+            return EXIT_RUNTIME
+        if os.environ.get("CIDX_DEBUG"):
+            raise
+        _say(f"error: {type(exc).__name__}: {exc} (set CIDX_DEBUG=1 for a traceback)")
+        return EXIT_RUNTIME
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(message.rstrip("\n") + "\n")
+
+
+def _project() -> tuple[Path, dict]:
+    path = cfgmod.find_config()
+    if path is None:
+        raise UsageError(f"no .code-indexer/config.json in {os.getcwd()} or above: run 'cidx init'")
+    return path, cfgmod.load_config(path)
+
+
+def _dispatch(args: argparse.Namespace, started: float) -> int:
+    cmd = args.command
+    if cmd == "query":
+        return cmd_query(args, started)
+    if cmd == "init":
+        return cmd_init(args)
+    if cmd in HANDED_OFF:
+        return cmd_handoff(cmd, args.args)
+    config_path, cfg = _project()
+    if cmd == "config":
+        return cmd_config(args, config_path, cfg)
+    from . import daemon_cmd
+
+    return daemon_cmd.run(args.action, config_path, cfg, as_json=args.json)
+
+
+def cmd_query(args: argparse.Namespace, started: float) -> int:
+    req = request_from_namespace(args)
+    config_path, cfg = _project()
+    if cfg["daemon"]["enabled"]:
+        from .delegate import query_via_daemon
+
+        doc = query_via_daemon(cfg, config_path, req)
+    else:
+        from .standalone import run_query
+
+        doc = run_query(cfg, config_path, req)
+    return print_document(doc, as_json=args.json, quiet=args.quiet,
+                          total_s=time.perf_counter() - started)
+
+
+def print_document(doc: dict, *, as_json: bool, quiet: bool, total_s: float) -> int:
+    from .render import render_error, render_human, render_json
+
+    err = doc.get("error")
+    code = EXIT_OK if not err else (EXIT_USAGE if err.get("code") == "bad_request" else EXIT_RUNTIME)
+    if as_json:
+        sys.stdout.write(render_json(doc) + "\n")
+    elif err:
+        _say(render_error(doc))
+    else:
+        sys.stdout.write(render_human(doc, total_s=total_s, quiet=quiet))
+    return code
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path.cwd() / cfgmod.CONFIG_DIR / cfgmod.CONFIG_FILE
+    existed = path.exists()
+    cfgmod.init_project(Path.cwd())
+    if args.no_daemon:
+        cfg = cfgmod.load_config(path)
+        cfg["daemon"]["enabled"] = False
+        cfgmod.save_config(path, cfg)
+    print(f"{'Already initialised' if existed else 'Initialised'}: {path}\nNext: cidx index")
+    return EXIT_OK
+
+
+def cmd_handoff(cmd: str, rest: list[str]) -> int:
+    from .daemon_control import run_daemon_cli
+
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    if any(a in ("-h", "--help") for a in rest):
+        return run_daemon_cli(cfgmod.default_config(), [cmd, *rest], None)
+    config_path, cfg = _project()
+    if cmd == "clean" and "--all" in rest:
+        from . import daemon_cmd
+
+        daemon_cmd.stop(config_path, quiet=True)
+    return run_daemon_cli(cfg, [cmd, *rest], config_path)
+
+
+def cmd_config(args: argparse.Namespace, config_path: Path, cfg: dict) -> int:
+    if args.show:
+        import json
+
+        print(json.dumps(cfg, indent=2))
+        return EXIT_OK
+    cfg["daemon"]["enabled"] = bool(args.daemon)
+    cfgmod.save_config(config_path, cfg)
+    if args.daemon:
+        print("Daemon mode enabled: queries go to the daemon (started on first query).")
+    else:
+        from . import daemon_cmd
+
+        stopped = daemon_cmd.stop(config_path, quiet=True)
+        print("Daemon mode disabled: queries run standalone." + (" Stopped the daemon." if stopped else ""))
+    return EXIT_OK

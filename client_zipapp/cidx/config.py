@@ -1,0 +1,178 @@
+"""`.code-indexer/config.json`: where it is, what it holds, and the files beside it.
+
+Rules
+-----
+* The project is the directory holding `.code-indexer/`; the nearest one
+  walking up from the working directory wins.
+* Every runtime file lives next to the config: `daemon.sock`, `daemon.lock`,
+  `daemon.log`, `daemon-restarts.json`, `index/`. Nothing is derived from the
+  process (no PID files, no /tmp paths), so client and daemon always agree.
+* Unknown keys are kept on save (a newer version may have written them);
+  invalid values are reported naming the key, e.g. ``daemon.ttl_minutes``.
+* Writes are atomic: write aside, then ``os.replace``.
+
+Shared verbatim with the daemon package (symlink): standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = ".code-indexer"
+CONFIG_FILE = "config.json"
+SOCKET_NAME = "daemon.sock"
+LOCK_NAME = "daemon.lock"
+LOG_NAME = "daemon.log"
+BUDGET_NAME = "daemon-restarts.json"
+INDEX_DIR = "index"
+CONFIG_VERSION = 1
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "index": {
+        "max_file_bytes": 1_048_576,
+        "exclude": [],
+        "embedder": "minilm",
+        "chunk_max_chars": 800,
+    },
+    "daemon": {
+        "enabled": True,
+        "ttl_minutes": 10,
+        "auto_shutdown_on_idle": True,
+        "retry_delays_ms": [100, 500, 1000, 2000],
+        "command": None,
+        "restart_window_minutes": 10,
+        "max_restarts": 2,
+    },
+}
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or holds an invalid value."""
+
+
+def find_config(start: Path | str | None = None) -> Path | None:
+    """Walk up from ``start`` (default cwd) to the nearest `.code-indexer/config.json`."""
+    here = Path(start if start is not None else os.getcwd()).absolute()
+    for directory in (here, *here.parents):
+        candidate = directory / CONFIG_DIR / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def project_root(config_path: Path) -> Path:
+    return config_path.parent.parent
+
+
+def config_dir(config_path: Path) -> Path:
+    return config_path.parent
+
+
+def default_config() -> dict[str, Any]:
+    cfg: dict[str, Any] = {"version": CONFIG_VERSION}
+    for section, values in DEFAULTS.items():
+        cfg[section] = json.loads(json.dumps(values))
+    return cfg
+
+
+def load_config(config_path: Path) -> dict[str, Any]:
+    """Read, validate and fill defaults. Raises ConfigError with a one-line reason."""
+    try:
+        raw = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no config at {config_path} (run 'cidx init')") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {config_path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{config_path} is not valid JSON: {exc}") from None
+    return validate_config(raw, source=str(config_path))
+
+
+def validate_config(raw: Any, source: str = "config") -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a JSON object")
+    cfg = dict(raw)
+    for section, defaults in DEFAULTS.items():
+        given = cfg.get(section, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{source}: '{section}' must be an object")
+        merged = {**json.loads(json.dumps(defaults)), **given}
+        for key, value in merged.items():
+            if key in defaults:
+                _check(section, key, value, source)
+        cfg[section] = merged
+    cfg.setdefault("version", CONFIG_VERSION)
+    return cfg
+
+
+def _check(section: str, key: str, value: Any, source: str) -> None:
+    name = f"{section}.{key}"
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: {name} must be {expected}, got {json.dumps(value)}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if key in ("enabled", "auto_shutdown_on_idle"):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif key in ("ttl_minutes", "restart_window_minutes"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise bad("a positive number")
+    elif key in ("max_file_bytes", "chunk_max_chars"):
+        if not is_int(value) or value < 64:
+            raise bad("a whole number >= 64")
+    elif key == "max_restarts":
+        if not is_int(value) or not 0 <= value <= 10:
+            raise bad("a whole number from 0 to 10")
+    elif key == "retry_delays_ms":
+        if (not isinstance(value, list) or not value
+                or not all(is_int(v) and 0 <= v <= 60_000 for v in value)):
+            raise bad("a non-empty list of milliseconds (0..60000)")
+    elif key == "exclude":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of gitignore-style patterns")
+    elif key == "command":
+        if value is not None and (not isinstance(value, list) or not value
+                                  or not all(isinstance(v, str) and v for v in value)):
+            raise bad("null or a non-empty list of strings (argv)")
+    elif key == "embedder" and not isinstance(value, str):
+        raise bad("a string")
+
+
+def write_json_atomic(path: Path, data: Any, mode: int = 0o600) -> None:
+    """Write aside then rename, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_config(config_path: Path, cfg: dict[str, Any]) -> None:
+    validate_config(cfg, source=str(config_path))
+    write_json_atomic(config_path, cfg)
+
+
+def init_project(root: Path) -> Path:
+    """Create `.code-indexer/` (0700) and a default config unless one exists; return its path."""
+    cdir = Path(root) / CONFIG_DIR
+    cdir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(cdir, 0o700)
+    path = cdir / CONFIG_FILE
+    if not path.exists():
+        write_json_atomic(path, default_config())
+    return path

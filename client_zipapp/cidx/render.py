@@ -1,0 +1,76 @@
+"""Print a result document: the one renderer every mode uses.
+
+The daemon, the standalone one-shot query and the client all produce or
+receive the same result document (see ``schema.make_result_document``).
+Rendering only from that document is what makes daemon and standalone output
+byte-identical apart from the timing line: there is no second printer to
+drift. Standard library only (shared with the daemon package by symlink), and
+cheap to import: it sits on the client's hot path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def render_json(doc: dict[str, Any]) -> str:
+    """The document unchanged, as the engine made it."""
+    return json.dumps(doc, ensure_ascii=False, indent=2)
+
+
+def timing_line(doc: dict[str, Any], total_s: float | None) -> str:
+    engine_s = float(doc.get("timing_ms", {}).get("total", 0.0)) / 1000.0
+    if total_s is None:
+        return f"✓ Query completed in {engine_s:.3f}s"
+    return f"✓ Query completed in {engine_s:.3f}s (total: {total_s:.3f}s)"
+
+
+def render_human(doc: dict[str, Any], *, total_s: float | None = None, quiet: bool = False) -> str:
+    """Human output. The first line is the timing line (absent with ``quiet``)."""
+    results = doc.get("results") or []
+    out: list[str] = []
+    if not quiet:
+        out.append(timing_line(doc, total_s))
+        noun = "result" if len(results) == 1 else "results"
+        out.append(f"Found {len(results)} {noun} ({doc.get('mode')}) for {doc.get('query')!r}")
+        if not results:
+            return "\n".join(out) + "\n"
+        out.append("")
+    for number, result in enumerate(results, 1):
+        out.extend(_render_result(number, result, quiet))
+    return "\n".join(out) + "\n"
+
+
+def _render_result(number: int, r: dict[str, Any], quiet: bool) -> list[str]:
+    where = f"{r['path']}:{r['start_line']}-{r['end_line']}"
+    if quiet:
+        head = f"{r['score']:.3f} {where}"
+    else:
+        legs = ", ".join(f"{leg} #{rank}" for leg, rank in sorted((r.get("ranks") or {}).items()))
+        head = f"{number}. {where}  [{r.get('language') or 'text'}]  score {r['score']:.3f}"
+        if legs:
+            head += f"  ({legs})"
+    lines = [head]
+    snippet = r.get("snippet")
+    matched = {m["line"] for m in r.get("matches") or ()}
+    if snippet and snippet.get("lines"):
+        start = int(snippet["start_line"])
+        body = snippet["lines"]
+    else:
+        start = int(r["start_line"])
+        body = (r.get("content") or "").split("\n")
+        if body and body[-1] == "":
+            body.pop()
+    width = len(str(start + max(len(body) - 1, 0)))
+    for offset, text in enumerate(body):
+        line_no = start + offset
+        mark = ">" if line_no in matched else " "
+        lines.append(f"  {mark}{line_no:>{width}} | {text}")
+    lines.append("")
+    return lines
+
+
+def render_error(doc: dict[str, Any]) -> str:
+    err = doc.get("error") or {}
+    return f"error: {err.get('message', 'unknown error')}"

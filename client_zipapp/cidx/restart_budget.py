@@ -1,0 +1,97 @@
+"""The persisted daemon restart budget: ``.code-indexer/daemon-restarts.json``.
+
+Theory of operation
+-------------------
+``cidx.recovery`` allows at most N crash restarts per time window, and a
+"window" spans client invocations (kill the daemon before three queries in a
+row and the third falls back). Each client process is short-lived, so the
+restart times live in a tiny file: ``{"restarts": [unix_ts, ...]}``.
+
+Rules
+-----
+* The file is advisory. A missing, unreadable or corrupt file (or junk
+  entries) reads as an empty budget: losing it costs at most a few extra
+  restarts, while refusing to run over it would break every query.
+* Writes are atomic (temp file in the same directory, then ``os.replace``),
+  so a concurrent reader sees the old list or the new one, never half a file.
+  Two clients restarting at the same moment may lose one timestamp
+  (last writer wins); both were restarting the same daemon anyway.
+* Mode 0600: it is per-user state next to the index.
+* Clearing deletes the file, so the common healthy query does no write.
+
+``json`` is imported inside the functions: importing this module is free,
+and most invocations never save.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+FILENAME = "daemon-restarts.json"
+
+
+def prune(timestamps: Iterable[float], now: float, window_s: float) -> list[float]:
+    """The restarts still inside the window, oldest first. Future timestamps
+    (the clock went back) are dropped rather than locking out the daemon."""
+    return sorted(t for t in timestamps if 0 <= now - t < window_s)
+
+
+def load_budget(path: str | os.PathLike[str]) -> list[float]:
+    """Restart timestamps from ``path``; [] when missing or corrupt (see Rules)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8
+        return []
+    raw = data.get("restarts") if isinstance(data, dict) else None
+    if not isinstance(raw, list):
+        return []
+    out = []
+    for item in raw:
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            try:
+                t = float(item)
+            except OverflowError:  # a huge JSON integer
+                continue
+            if t - t == 0:  # finite: rejects inf and nan without importing math
+                out.append(t)
+    return out
+
+
+def save_budget(path: str | os.PathLike[str], timestamps: Iterable[float]) -> None:
+    """Atomically replace ``path`` with ``timestamps`` (mode 0600). Raises OSError;
+    the caller treats the budget as best-effort."""
+    import json
+
+    path = os.fspath(path)
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    text = json.dumps({"restarts": [float(t) for t in timestamps]})
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o600)  # a leftover temp file keeps its old mode
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def clear_budget(path: str | os.PathLike[str]) -> None:
+    """Forget all restarts (a healthy daemon, or ``cidx daemon start``)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

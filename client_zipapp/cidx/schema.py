@@ -1,0 +1,283 @@
+"""The one request/response schema shared by the stdlib client and the daemon.
+
+Theory of operation
+-------------------
+CIDX kept three hand-written argument paths (CLI, daemon RPC, standalone) and
+flags were renamed or dropped between them. Here every query flag is a row of
+``QUERY_OPTIONS``; everything else is derived from that table:
+
+* ``add_query_arguments`` builds the argparse flags (client and daemon CLIs);
+* ``request_from_namespace`` turns parsed flags into a request dict;
+* ``validate_request`` checks a request dict that arrived as JSON (the daemon
+  never trusts a client) and fills defaults;
+* ``request_to_argv`` turns a request back into argv, so the standalone path
+  (``cidx-daemon query ... --json``) receives exactly the same request.
+
+A property test asserts ``validate(parse(request_to_argv(r))) == r`` for random
+requests, so a flag cannot be added to one path and forgotten in another.
+
+The result document (``make_result_document``) is the only thing the engine
+returns; ``--json`` prints it unchanged and the human renderer reads it.
+
+This module is shared verbatim with the daemon package (a symlink), so it may
+import only the standard library and its siblings.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+#: Version of the client<->daemon RPC contract (``hello`` compares it).
+PROTOCOL_VERSION = 1
+#: Version of the JSON result document.
+RESULT_SCHEMA_VERSION = 1
+
+MODES = ("semantic", "fts", "hybrid")
+MAX_LIMIT = 1000
+#: Reciprocal Rank Fusion constant; hybrid fuses windows of FUSION_WINDOW x limit.
+RRF_K = 60
+FUSION_WINDOW = 5
+
+
+class RequestError(ValueError):
+    """A request that cannot be served as given (the user's fault, exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One query flag: its request key, CLI spelling, type and meaning."""
+
+    key: str
+    flag: str
+    kind: str  # "bool" | "int" | "float" | "list"
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    metavar: str | None = None
+
+
+QUERY_OPTIONS: tuple[Option, ...] = (
+    Option("fts", "--fts", "bool", False,
+           "full-text search (tantivy); with --semantic: hybrid, one fused list"),
+    Option("semantic", "--semantic", "bool", False,
+           "semantic search (the default when neither --fts nor --semantic is given)"),
+    Option("limit", "--limit", "int", 10, "maximum number of results (default 10)",
+           1, MAX_LIMIT, "N"),
+    Option("language", "--language", "list", (),
+           "only these languages, by name (python) or extension (py); repeatable",
+           metavar="LANG"),
+    Option("exclude_language", "--exclude-language", "list", (),
+           "skip these languages; repeatable", metavar="LANG"),
+    Option("path_filter", "--path-filter", "list", (),
+           "only paths matching this gitignore-style glob; repeatable", metavar="GLOB"),
+    Option("exclude_path", "--exclude-path", "list", (),
+           "skip paths matching this gitignore-style glob; repeatable", metavar="GLOB"),
+    Option("min_score", "--min-score", "float", None,
+           "drop results scoring below this (per mode: cosine, BM25 or RRF)", metavar="S"),
+    Option("case_sensitive", "--case-sensitive", "bool", False,
+           "full-text: match case exactly"),
+    Option("fuzzy", "--fuzzy", "bool", False, "full-text: allow one typo (edit distance 1)"),
+    Option("edit_distance", "--edit-distance", "int", 0,
+           "full-text: allow up to N typos per term (0-2)", 0, 2, "N"),
+    Option("regex", "--regex", "bool", False,
+           "full-text: the query is a regular expression (Python syntax), matched per line"),
+    Option("snippet_lines", "--snippet-lines", "int", 5,
+           "lines of context around each full-text match (0 = match line only)", 0, 50, "N"),
+)
+
+#: Options that shape only the printed output; never sent to the engine.
+OUTPUT_OPTIONS: tuple[Option, ...] = (
+    Option("quiet", "--quiet", "bool", False, "print results only, no timing or headers"),
+    Option("json", "--json", "bool", False, "print the result document as JSON"),
+)
+
+_FTS_ONLY = ("case_sensitive", "fuzzy", "edit_distance", "regex")
+_BY_KEY = {o.key: o for o in QUERY_OPTIONS}
+REQUEST_KEYS = frozenset(("query", *_BY_KEY))
+
+
+def add_query_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the positional query and every flag of ``QUERY_OPTIONS`` and ``OUTPUT_OPTIONS``."""
+    parser.add_argument("query", help="what to search for")
+    for opt in (*QUERY_OPTIONS, *OUTPUT_OPTIONS):
+        if opt.kind == "bool":
+            parser.add_argument(opt.flag, dest=opt.key, action="store_true", help=opt.help)
+        elif opt.kind == "list":
+            parser.add_argument(opt.flag, dest=opt.key, action="append", default=None,
+                                metavar=opt.metavar, help=opt.help)
+        else:
+            parser.add_argument(opt.flag, dest=opt.key, type=_ARG_TYPES[opt.kind],
+                                default=None, metavar=opt.metavar, help=opt.help)
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _float_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+_ARG_TYPES = {"int": _int_arg, "float": _float_arg}
+
+
+def request_from_namespace(ns: argparse.Namespace) -> dict[str, Any]:
+    """Parsed CLI flags -> validated request dict (raises RequestError)."""
+    raw: dict[str, Any] = {"query": ns.query}
+    for opt in QUERY_OPTIONS:
+        value = getattr(ns, opt.key)
+        if value is not None and not (opt.kind == "bool" and value is False):
+            raw[opt.key] = value
+    return validate_request(raw)
+
+
+def validate_request(raw: Any) -> dict[str, Any]:
+    """Check a request dict (from argparse or from JSON off the wire) and fill defaults.
+
+    The daemon calls this on every request it receives, so it must reject
+    anything odd with a message a user can act on, never an exception trace.
+    """
+    if not isinstance(raw, dict):
+        raise RequestError("request must be a JSON object")
+    unknown = sorted(set(raw) - REQUEST_KEYS)
+    if unknown:
+        raise RequestError(f"unknown request field(s): {', '.join(unknown)}")
+    query = raw.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise RequestError("the query text is empty")
+    out: dict[str, Any] = {"query": query}
+    for opt in QUERY_OPTIONS:
+        value = raw.get(opt.key, opt.default)
+        out[opt.key] = _check_value(opt, value)
+    _check_combinations(out)
+    return out
+
+
+def _check_value(opt: Option, value: Any) -> Any:
+    name = opt.flag
+    if opt.kind == "bool":
+        if not isinstance(value, bool):
+            raise RequestError(f"{name} must be true or false")
+        return value
+    if opt.kind == "list":
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise RequestError(f"{name} must be a list of strings")
+        items = []
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise RequestError(f"{name} values must be non-empty strings")
+            items.append(item.strip())
+        return items
+    if value is None and opt.default is None:
+        return None
+    if opt.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RequestError(f"{name} must be a whole number")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise RequestError(f"{name} must be a number")
+    if opt.minimum is not None and value < opt.minimum:
+        raise RequestError(f"{name} must be at least {_num(opt.minimum)}, got {value}")
+    if opt.maximum is not None and value > opt.maximum:
+        raise RequestError(f"{name} must be at most {_num(opt.maximum)}, got {value}")
+    return float(value) if opt.kind == "float" else value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _check_combinations(req: dict[str, Any]) -> None:
+    fts_flags = [k for k in _FTS_ONLY if req[k]]
+    if fts_flags and not req["fts"]:
+        if req["semantic"]:
+            flags = ", ".join(_BY_KEY[k].flag for k in fts_flags)
+            raise RequestError(f"{flags} apply to full-text search: add --fts")
+        req["fts"] = True  # a full-text-only flag on its own means full-text search
+    if req["fuzzy"] and req["edit_distance"] == 0:
+        req["edit_distance"] = 1
+    req["fuzzy"] = req["edit_distance"] > 0
+    if req["regex"] and req["edit_distance"]:
+        raise RequestError("--regex cannot be combined with --fuzzy/--edit-distance")
+
+
+def request_mode(req: dict[str, Any]) -> str:
+    """semantic, fts or hybrid, from the two mode flags."""
+    if req["fts"] and req["semantic"]:
+        return "hybrid"
+    return "fts" if req["fts"] else "semantic"
+
+
+def request_to_argv(req: dict[str, Any]) -> list[str]:
+    """A validated request -> argv that ``add_query_arguments`` parses back to it."""
+    argv: list[str] = []
+    for opt in QUERY_OPTIONS:
+        value = req.get(opt.key, opt.default)
+        if value == opt.default or (opt.kind == "list" and not value):
+            continue
+        if opt.kind == "bool":
+            argv.append(opt.flag)
+        elif opt.kind == "list":
+            for item in value:
+                argv.append(f"{opt.flag}={item}")
+        else:
+            argv.append(f"{opt.flag}={value!r}" if opt.kind == "float" else f"{opt.flag}={value}")
+    # "--" keeps a query that starts with "-" from being read as a flag.
+    return [*argv, "--", req["query"]]
+
+
+# --------------------------------------------------------------------------- results
+
+
+def make_result_document(
+    req: dict[str, Any],
+    results: list[dict[str, Any]],
+    *,
+    timing_ms: dict[str, float],
+    generation: str | None,
+    served_by: str,
+) -> dict[str, Any]:
+    """The versioned result document: what ``--json`` prints and the renderer reads.
+
+    Each result has: path (project-relative, '/'-separated), start_line,
+    end_line (1-based, inclusive, file-absolute), language, score, ranks
+    ({leg: rank} 1-based per leg that found it), scores ({leg: score}),
+    content (the chunk text) and, for full-text legs, matches
+    ([{line, text}] file-absolute) and snippet ({start_line, lines}).
+    """
+    return {
+        "schema": RESULT_SCHEMA_VERSION,
+        "query": req["query"],
+        "mode": request_mode(req),
+        "request": req,
+        "generation": generation,
+        "served_by": served_by,
+        "timing_ms": timing_ms,
+        "results": results,
+        "error": None,
+    }
+
+
+def make_error_document(code: str, message: str) -> dict[str, Any]:
+    """An application error (bad regex, no index yet...): not a crash, never restart for it."""
+    return {"schema": RESULT_SCHEMA_VERSION, "error": {"code": code, "message": message}}
+
+
+#: Error codes an engine may return; clients map them to exit codes / messages.
+ERROR_CODES = {
+    "bad_request": "the request is invalid (usage error)",
+    "no_index": "the project has not been indexed yet",
+    "index_busy": "the index is being written",
+    "internal": "unexpected failure inside the engine",
+}

@@ -1,0 +1,230 @@
+"""``cidx-daemon``: the engine's one-shot command line (and ``serve`` for the daemon).
+
+Error rules: one line on stderr, exit 2 for usage errors, 1 for runtime
+errors, no traceback unless ``--debug``. With ``--json``, a query that fails
+prints the error document on stdout too, so the stdlib client's standalone
+fallback renders errors exactly as it renders the daemon's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .shared import config as cfgmod
+from .shared.render import render_error, render_human, render_json
+from .shared.schema import RequestError, add_query_arguments, request_from_namespace
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_RUNTIME) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cidx-daemon",
+                description="cidx engine: index a repository; semantic, full-text and hybrid search.")
+    p.add_argument("--version", action="version", version=f"cidx-daemon {__version__}")
+    p.add_argument("--config", type=Path, default=None,
+                   help="path to .code-indexer/config.json (default: nearest one above the cwd)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    s = sub.add_parser("init", help="create .code-indexer/config.json in the current directory")
+    s.add_argument("--force", action="store_true", help="overwrite an existing config with defaults")
+
+    s = sub.add_parser("index", help="index the project (incremental: only changed files are embedded)")
+    s.add_argument("--clear", action="store_true", help="rebuild from scratch, re-embedding everything")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--json", action="store_true", help="print the index statistics as JSON")
+
+    s = sub.add_parser("query", help="search the index (semantic by default; --fts; both = hybrid)")
+    add_query_arguments(s)
+
+    s = sub.add_parser("status", help="index state: files, chunks, generation, model, size, staleness")
+    s.add_argument("--json", action="store_true", help="print as JSON")
+
+    s = sub.add_parser("clean", help="delete the index (keeps config.json)")
+    s.add_argument("--all", action="store_true", help="delete the whole .code-indexer directory")
+
+    from .daemon.server import add_serve_subcommand
+
+    add_serve_subcommand(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args, started)
+    except CliError as exc:
+        _say(f"error: {exc}")
+        return exc.code
+    except (RequestError, cfgmod.ConfigError) as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        _say(f"error: {type(exc).__name__}: {exc} (run with --debug for details)")
+        return EXIT_RUNTIME
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(message.rstrip("\n") + "\n")
+
+
+def _dispatch(args: argparse.Namespace, started: float) -> int:
+    if args.command == "init":
+        return cmd_init(args)
+    if args.command == "serve":
+        from .daemon.server import run_serve
+
+        return run_serve(args)
+    config_path = _config_path(args)
+    handler = {"index": cmd_index, "query": cmd_query, "status": cmd_status, "clean": cmd_clean}
+    return handler[args.command](args, config_path, started)
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config is not None:
+        if not args.config.is_file():
+            raise CliError(f"no config at {args.config}", EXIT_USAGE)
+        return args.config.absolute()
+    found = cfgmod.find_config()
+    if found is None:
+        raise CliError(f"no .code-indexer/config.json in {os.getcwd()} or above: run 'cidx init'",
+                       EXIT_USAGE)
+    return found
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    root = Path.cwd()
+    path = root / cfgmod.CONFIG_DIR / cfgmod.CONFIG_FILE
+    if path.exists() and not args.force:
+        cfgmod.load_config(path)  # report a broken config now rather than at index time
+        print(f"Already initialised: {path}")
+        return EXIT_OK
+    if args.force and path.exists():
+        cfgmod.write_json_atomic(path, cfgmod.default_config())
+    else:
+        cfgmod.init_project(root)
+    print(f"Initialised {path}\nNext: cidx index")
+    return EXIT_OK
+
+
+def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> int:
+    from .generations import IndexLockedError
+    from .indexer import index_project
+
+    try:
+        if args.quiet or args.json:
+            stats = index_project(config_path, clear=args.clear)
+        else:
+            from .progress import RichProgress
+
+            with RichProgress() as progress:
+                stats = index_project(config_path, clear=args.clear, progress=progress)
+    except IndexLockedError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(stats.to_json(), indent=2))
+        return EXIT_OK
+    skipped = sum(stats.skipped.values())
+    print(f"Indexed {stats.files} files, {stats.chunks} chunks into {stats.generation} "
+          f"({stats.embedded} chunks embedded, {stats.reused_files} files unchanged, "
+          f"{stats.deleted_files} removed, {skipped} skipped) in {stats.timings_s['total']:.1f}s")
+    if stats.skipped:
+        print("Skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())))
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace, config_path: Path, started: float) -> int:
+    req = request_from_namespace(args)
+    from .engine import Engine
+
+    doc = Engine(config_path, served_by="standalone").query(req)
+    return emit_document(doc, as_json=args.json, quiet=args.quiet,
+                         total_s=time.perf_counter() - started)
+
+
+def emit_document(doc: dict[str, Any], *, as_json: bool, quiet: bool, total_s: float | None) -> int:
+    err = doc.get("error")
+    code = EXIT_OK if not err else (EXIT_USAGE if err.get("code") == "bad_request" else EXIT_RUNTIME)
+    if as_json:
+        sys.stdout.write(render_json(doc) + "\n")
+    elif err:
+        _say(render_error(doc))
+    else:
+        sys.stdout.write(render_human(doc, total_s=total_s, quiet=quiet))
+    return code
+
+
+def cmd_status(args: argparse.Namespace, config_path: Path, started: float) -> int:
+    from .engine import Engine
+    from .staleness import stale_files
+
+    info = Engine(config_path).status()
+    if info.get("indexed"):
+        info["stale"] = stale_files(config_path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"Project:    {info['project_root']}")
+    if not info.get("indexed"):
+        print("Index:      none yet (run 'cidx index')")
+        return EXIT_OK
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["indexed_at"]))
+    stale = info["stale"]
+    print(f"Generation: {info['generation']} (indexed {when})")
+    print(f"Files:      {info['files']}   Chunks: {info['chunks']}")
+    print(f"Model:      {info['model']}")
+    print(f"Size:       {info['size_bytes'] / 1e6:.1f} MB")
+    changes = stale["changed"] + stale["added"] + stale["deleted"]
+    print(f"Staleness:  {'up to date' if not changes else f'{changes} file(s) changed since indexing'}"
+          + (f" ({stale['changed']} changed, {stale['added']} new, {stale['deleted']} deleted;"
+             " run 'cidx index')" if changes else ""))
+    return EXIT_OK
+
+
+def cmd_clean(args: argparse.Namespace, config_path: Path, started: float) -> int:
+    from .generations import index_lock
+
+    cdir = cfgmod.config_dir(config_path)
+    with index_lock(cdir):
+        target = cdir / cfgmod.INDEX_DIR
+        if target.exists():
+            shutil.rmtree(target)
+    if args.all:
+        shutil.rmtree(cdir)
+        print(f"Removed {cdir}")
+    else:
+        print(f"Removed the index in {target}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

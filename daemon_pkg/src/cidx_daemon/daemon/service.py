@@ -1,0 +1,230 @@
+"""The RPC surface of the daemon: a handful of methods, JSON text in and out.
+
+Why JSON text and not dicts: rpyc passes dicts and lists *by reference*
+(netrefs). The old tool returned live containers, and clients read them
+after the connection closed (use-after-close) or paid one round trip per
+item. A ``str`` crosses by value, once. Arguments are checked to be real
+``str``/``int`` too, so a client cannot hand the daemon a netref that would
+call back into it.
+
+Every method is wrapped: an unexpected exception is logged with its
+traceback and answered with an ``internal`` error document; it never takes
+the daemon down and never ships a traceback to the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import rpyc
+
+from cidx_daemon import __version__
+from cidx_daemon.daemon.idle import ActivityTracker
+from cidx_daemon.shared import schema
+
+log = logging.getLogger("cidx_daemon.service")
+
+#: A query may legitimately take long (cold model load + a big regex scan).
+SYNC_REQUEST_TIMEOUT_S = 600
+
+PROTOCOL_CONFIG: dict[str, Any] = {
+    "allow_pickle": False,
+    "allow_public_attrs": False,
+    "allow_all_attrs": False,
+    "allow_setattr": False,
+    "allow_delattr": False,
+    "include_local_traceback": False,
+    "include_local_version": False,
+    "import_custom_exceptions": False,
+    "instantiate_custom_exceptions": False,
+    "instantiate_oldstyle_exceptions": False,
+    "sync_request_timeout": SYNC_REQUEST_TIMEOUT_S,
+}
+
+
+@dataclass
+class DaemonInfo:
+    """Facts about this daemon process that hello/status report."""
+
+    project_root: str
+    socket_path: str
+    log_path: str
+    ttl_seconds: float
+    auto_shutdown_on_idle: bool
+    pid: int = field(default_factory=os.getpid)
+    started_at: float = field(default_factory=time.time)  # wall clock, for humans
+    started_mono: float = field(default_factory=time.monotonic)
+    warm_state: str = "pending"  # pending | warming | done | failed
+
+
+def to_json(doc: Any) -> str:
+    """Serialise a document; numpy scalars/arrays (if the engine lets one slip) become plain numbers."""
+    def default(obj: Any) -> Any:
+        for attr in ("tolist", "item"):
+            if hasattr(obj, attr):
+                return getattr(obj, attr)()
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+    return json.dumps(doc, default=default, ensure_ascii=False)
+
+
+def error_json(code: str, message: str) -> str:
+    return to_json(schema.make_error_document(code, message))
+
+
+class CidxService(rpyc.Service):
+    """One instance serves every connection (state is shared and thread-safe)."""
+
+    ALIASES = ("CIDX",)
+
+    def __init__(self, engine: Any, info: DaemonInfo, tracker: ActivityTracker,
+                 request_stop: Callable[[str], None]) -> None:
+        self._engine = engine
+        self._info = info
+        self._tracker = tracker
+        self._request_stop = request_stop
+        self._gen_lock = threading.Lock()
+        self._last_generation: str | None = None
+
+    # ------------------------------------------------------------ connection hooks
+
+    def on_connect(self, conn: rpyc.Connection) -> None:
+        self._tracker.connected()
+
+    def on_disconnect(self, conn: rpyc.Connection) -> None:
+        self._tracker.disconnected()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _guarded(self, name: str, body: Callable[[], str]) -> str:
+        try:
+            return body()
+        except Exception as exc:  # the daemon outlives any bug in one request
+            log.exception("internal error in %s", name)
+            return error_json("internal", f"{name} failed: {type(exc).__name__}: {exc}")
+
+    def _generation(self) -> str | None:
+        try:
+            return self._engine.generation
+        except Exception:
+            log.exception("cannot read the index generation")
+            return None
+
+    def _note_generation(self, generation: str | None) -> None:
+        """Log each switch of the served index generation (the engine reloads by itself)."""
+        if generation is None:
+            return
+        with self._gen_lock:
+            previous, self._last_generation = self._last_generation, generation
+        if previous != generation:
+            log.info("serving index generation %s (was %s)", generation, previous)
+
+    # ------------------------------------------------------------ exposed API
+
+    def exposed_hello(self, client_protocol: int) -> str:
+        """Handshake: the client learns whether it speaks our protocol and whose daemon this is."""
+        with self._tracker.call():
+            def body() -> str:
+                if type(client_protocol) is not int:
+                    return error_json("bad_request", "hello expects the client protocol as an integer")
+                return to_json({
+                    "protocol": schema.PROTOCOL_VERSION,
+                    "compatible": client_protocol == schema.PROTOCOL_VERSION,
+                    "daemon_version": __version__,
+                    "project_root": self._info.project_root,
+                    "generation": self._generation(),
+                    "pid": self._info.pid,
+                    "started_at": self._info.started_at,
+                    "python": sys.executable,
+                })
+            return self._guarded("hello", body)
+
+    def exposed_query(self, request_json: str) -> str:
+        """Run one search; the answer is the result document or an error document, as JSON."""
+        with self._tracker.call():
+            return self._guarded("query", lambda: self._query(request_json))
+
+    def _query(self, request_json: Any) -> str:
+        if type(request_json) is not str:
+            return error_json("bad_request", "query expects the request as a JSON string")
+        try:
+            raw = json.loads(request_json)
+        except json.JSONDecodeError as exc:
+            return error_json("bad_request", f"the request is not valid JSON: {exc}")
+        try:
+            request = schema.validate_request(raw)
+        except schema.RequestError as exc:
+            return error_json("bad_request", str(exc))
+        doc = self._engine.query(request)
+        if isinstance(doc, dict):
+            if doc.get("error") is None:
+                if doc.get("served_by") is None:
+                    doc["served_by"] = "daemon"
+                self._note_generation(doc.get("generation"))
+            else:
+                log.info("query answered with error %s", doc["error"].get("code"))
+        return to_json(doc)
+
+    def exposed_status(self) -> str:
+        """Health and cache state. Not counted as activity: watching a daemon must not keep it alive."""
+        with self._tracker.call(activity=False):
+            return self._guarded("status", self._status)
+
+    def _status(self) -> str:
+        snap = self._tracker.snapshot()
+        now = self._tracker.now()
+        try:
+            engine_status: Any = self._engine.status()
+        except Exception as exc:
+            log.exception("engine.status failed")
+            engine_status = {"error": f"{type(exc).__name__}: {exc}"}
+        return to_json({
+            "pid": self._info.pid,
+            "daemon_version": __version__,
+            "protocol": schema.PROTOCOL_VERSION,
+            "python": sys.executable,
+            "project_root": self._info.project_root,
+            "started_at": self._info.started_at,
+            "uptime_seconds": round(now - self._info.started_mono, 3),
+            "socket_path": self._info.socket_path,
+            "log_path": self._info.log_path,
+            "generation": self._generation(),
+            "connections": snap.connections,
+            "in_flight": snap.in_flight - 1,  # minus this status call
+            "ttl_seconds": self._info.ttl_seconds,
+            "auto_shutdown_on_idle": self._info.auto_shutdown_on_idle,
+            "cache": {
+                "warm": self._info.warm_state,
+                "evicted": snap.evicted,
+                "idle_seconds": round(max(0.0, now - snap.last_activity), 3),
+            },
+            "engine": engine_status,
+        })
+
+    def exposed_clear_cache(self) -> str:
+        """Drop the loaded model and index; the next query reloads them."""
+        with self._tracker.call():
+            def body() -> str:
+                self._engine.clear_cache()
+                self._tracker.mark_evicted()
+                log.info("caches cleared on request")
+                return to_json({"ok": True, "cleared": True, "pid": self._info.pid})
+            return self._guarded("clear_cache", body)
+
+    def exposed_shutdown(self) -> str:
+        """Acknowledge, then stop gracefully from another thread (in-flight queries finish)."""
+        with self._tracker.call(activity=False):
+            def body() -> str:
+                log.info("shutdown requested over RPC")
+                threading.Thread(target=self._request_stop, args=("rpc shutdown",),
+                                 name="cidx-stop", daemon=True).start()
+                return to_json({"ok": True, "stopping": True, "pid": self._info.pid})
+            return self._guarded("shutdown", body)

@@ -1,0 +1,20 @@
+"""Full-text search over chunks: code-aware tokens, BM25, phrases, fuzzy, regex.
+
+``build_fts_index`` writes one generation's index; ``FtsIndex.open`` reads
+it (milliseconds) and ``FtsIndex.search`` serves any number of threads.
+"""
+
+from .analyzer import code_tokens
+from .highlight import LineMatch, Snippet
+from .index import FtsDoc, FtsHit, FtsIndex, FtsQueryError, build_fts_index
+
+__all__ = [
+    "FtsDoc",
+    "FtsHit",
+    "FtsIndex",
+    "FtsQueryError",
+    "LineMatch",
+    "Snippet",
+    "build_fts_index",
+    "code_tokens",
+]

@@ -1,0 +1,154 @@
+"""Code-aware tokenization, shared by indexing, querying and highlighting.
+
+Why Python and not a tantivy analyzer: splitting ``HTTPResponse`` into
+``HTTP`` + ``Response`` needs look-ahead (an upper-case run ends one letter
+before a lower-case letter), which tantivy's regex tokenizer (Rust ``regex``,
+no look-around) cannot express. So the expansion happens here and tantivy
+only splits the result on spaces. One function per concept keeps the index
+side and the query side identical by construction.
+
+Vocabulary:
+
+* a *word* is a maximal ``\\w+`` run (identifier, number, keyword);
+* its *parts* are the snake/camel/digit pieces: ``parse_http_response`` ->
+  ``parse http response``; ``HTTPResponse`` -> ``HTTP Response``;
+  ``getURLFor2`` -> ``get URL For 2``; ``urlopen`` -> ``urlopen``;
+  ``__init__`` -> ``init``; ``__`` -> (nothing);
+* a word is *compound* when its parts are not just itself.
+
+Two token streams per chunk feed the index (see ``index.py``): the *parts
+stream* (every word replaced by its parts, so positions stay linear and a
+phrase like ``read the file`` or ``http response`` matches consecutive
+tokens) and the *compound stream* (only the compound words, whole), which is
+what lets ``urlopen`` / ``parse_http_response`` match as one identifier.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from functools import lru_cache
+
+#: A word: what Python calls ``\w`` (letters, digits, underscore; Unicode-aware).
+WORD_RE = re.compile(r"\w+")
+
+# Camel/snake/digit pieces over a word's *shape* (see _shape): an upper-case run
+# that is followed by Upper+lower gives up its last letter ("HTTPResponse" ->
+# "HTTP", "Response"); then Capitalised or lower words; then upper runs; then digits.
+# Underscores match nothing, so they separate pieces.
+_PART_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+def _shape(word: str) -> str:
+    """Map a non-ASCII word to an ASCII string of the same length and case pattern.
+
+    Lets one ASCII regex split any script: upper/title-case -> ``A``, decimal
+    digits and other numerics -> ``0``, connector punctuation -> ``_``, every
+    other word character (lower-case or uncased letters) -> ``a``.
+    """
+    out = []
+    for ch in word:
+        if ch.isupper() or ch.istitle():
+            out.append("A")
+        elif ch.isnumeric():
+            out.append("0")
+        elif ch == "_" or unicodedata.category(ch) == "Pc":
+            out.append("_")
+        else:
+            out.append("a")
+    return "".join(out)
+
+
+@lru_cache(maxsize=1 << 16)
+def part_spans(word: str) -> tuple[tuple[int, int], ...]:
+    """``(start, end)`` offsets of a word's parts inside the word."""
+    shape = word if word.isascii() else _shape(word)
+    return tuple(m.span() for m in _PART_RE.finditer(shape))
+
+
+def parts(word: str) -> tuple[str, ...]:
+    """A word's snake/camel/digit parts, original case."""
+    return tuple(word[a:b] for a, b in part_spans(word))
+
+
+def is_compound(word: str) -> bool:
+    """True when the word splits into something other than itself."""
+    spans = part_spans(word)
+    return not (len(spans) == 1 and spans[0] == (0, len(word)))
+
+
+def words(text: str) -> list[str]:
+    return WORD_RE.findall(text)
+
+
+def code_tokens(text: str) -> list[str]:
+    """Every searchable token of ``text``, original case, in reading order.
+
+    Each word, then its parts when it is compound: ``HTTPResponse x`` ->
+    ``HTTPResponse HTTP Response x``. This is the reference definition the
+    index streams and the query parser are built from (and what the property
+    tests pin down).
+    """
+    out: list[str] = []
+    for word in WORD_RE.findall(text):
+        out.append(word)
+        if is_compound(word):
+            out.extend(parts(word))
+    return out
+
+
+class StreamBuilder:
+    """Turns chunk texts into the two index streams, fast.
+
+    Identifiers repeat a lot, so each distinct word is split once and cached
+    as ready-joined strings; the per-chunk work is then C-level joins and
+    dict lookups (``__missing__`` only runs on a cache miss). One builder per
+    index build: the cache is also the vocabulary the fuzzy index is made of.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[str, str] = _PartsCache()
+
+    def streams(self, text: str) -> tuple[str, str]:
+        """``(parts_stream, compound_stream)`` in original case, space-separated."""
+        found = WORD_RE.findall(text)
+        cache = self._parts
+        parts_stream = " ".join(map(cache.__getitem__, found))
+        compound = " ".join([w for w in found if cache[w] != w])
+        return parts_stream, compound
+
+    def vocabulary(self) -> Iterator[str]:
+        """Every distinct token seen (words and parts), original case."""
+        seen: set[str] = set()
+        for word, joined in self._parts.items():
+            seen.add(word)
+            if joined != word:
+                seen.update(joined.split())
+        return iter(sorted(seen))
+
+
+class _PartsCache(dict):  # type: ignore[type-arg]
+    def __missing__(self, word: str) -> str:
+        joined = " ".join(parts(word))
+        self[word] = joined
+        return joined
+
+
+def line_starts(text: str) -> list[int]:
+    """Offsets where each line of ``text`` begins (lines split on ``\\n`` only)."""
+    starts = [0]
+    find = text.find
+    pos = find("\n")
+    while pos >= 0:
+        starts.append(pos + 1)
+        pos = find("\n", pos + 1)
+    return starts
+
+
+def chunk_lines(text: str) -> list[str]:
+    """The chunk's lines as a file would number them (a final newline ends, not starts, a line)."""
+    lines = text.split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    return lines

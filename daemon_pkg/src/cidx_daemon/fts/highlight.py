@@ -1,0 +1,112 @@
+"""Which lines of a hit matched, where, and the snippet shown around them.
+
+Line numbers leave this module FILE-absolute (``start_line + offset``): a
+chunk-relative number is meaningless to a user and the old tool printed
+those. Matching re-tokenizes the chunk with the same ``analyzer`` rules the
+index used, so a highlighted span is exactly a token the query hit (a
+phrase only where its parts are consecutive, as in the index).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import analyzer
+from .query import PlannedClause
+
+#: line index (chunk-relative) -> character spans (start, end) on that line
+Spans = dict[int, list[tuple[int, int]]]
+
+
+@dataclass(frozen=True)
+class LineMatch:
+    """A matching line: file-absolute number, its text, matched column spans (0-based, end-exclusive)."""
+
+    line: int
+    text: str
+    columns: list[tuple[int, int]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "text": self.text, "columns": [list(c) for c in self.columns]}
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """Context lines around the best matching line; ``start_line`` is file-absolute."""
+
+    start_line: int
+    lines: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start_line": self.start_line, "lines": list(self.lines)}
+
+
+def term_spans(text: str, planned: Sequence[PlannedClause], *, case_sensitive: bool) -> Spans:
+    """Spans of the tokens the planned query matches in ``text``."""
+    wholes: set[str] = set()
+    for clause in planned:
+        wholes.update(clause.whole)
+    seqs = [c.seq for c in planned if c.seq]
+    hits: Spans = {}
+    # Every part token in reading order: (key, line, start, end). Words never
+    # cross lines, so tokenizing line by line equals tokenizing the chunk.
+    part_tokens: list[tuple[str, int, int, int]] = []
+    for lineno, line in enumerate(analyzer.chunk_lines(text)):
+        for m in analyzer.WORD_RE.finditer(line):
+            word, base = m.group(), m.start()
+            key = word if case_sensitive else word.lower()
+            if key in wholes:
+                hits.setdefault(lineno, []).append((base, m.end()))
+            for a, b in analyzer.part_spans(word):
+                part = word[a:b]
+                pkey = part if case_sensitive else part.lower()
+                part_tokens.append((pkey, lineno, base + a, base + b))
+                if pkey in wholes:
+                    hits.setdefault(lineno, []).append((base + a, base + b))
+    for seq in seqs:
+        n = len(seq)
+        for i in range(len(part_tokens) - n + 1):
+            if all(part_tokens[i + j][0] in seq[j] for j in range(n)):
+                for _key, lineno, a, b in part_tokens[i:i + n]:
+                    hits.setdefault(lineno, []).append((a, b))
+    return hits
+
+
+def regex_spans(text: str, rx: re.Pattern[str]) -> Spans:
+    """Spans of ``rx`` on each line, grep-like: a zero-width match still marks its line."""
+    hits: Spans = {}
+    for lineno, line in enumerate(analyzer.chunk_lines(text)):
+        found = [m.span() for m in rx.finditer(line)]
+        if found:
+            hits[lineno] = [s for s in found if s[0] != s[1]]
+    return hits
+
+
+def line_matches(text: str, start_line: int, spans: Spans) -> list[LineMatch]:
+    lines = analyzer.chunk_lines(text)
+    return [LineMatch(line=start_line + i, text=lines[i].rstrip("\r"), columns=_merge(spans[i]))
+            for i in sorted(spans)]
+
+
+def snippet(text: str, start_line: int, spans: Spans, context: int) -> Snippet | None:
+    """``context`` lines either side of the line with the most matched spans (first on ties)."""
+    if not spans:
+        return None
+    lines = analyzer.chunk_lines(text)
+    best = min(spans, key=lambda i: (-len(_merge(spans[i])), i))
+    lo, hi = max(0, best - context), min(len(lines), best + context + 1)
+    return Snippet(start_line=start_line + lo, lines=[ln.rstrip("\r") for ln in lines[lo:hi]])
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out

@@ -1,0 +1,301 @@
+"""Build and search the full-text index of one generation.
+
+Directory layout (everything immutable once built)::
+
+    <dir>/main/         tantivy index, one document per chunk
+    <dir>/vocab/        tantivy index, one document per distinct token (fuzzy)
+    <dir>/texts.bin, chunks.npy, chunks.json    see corpus.py
+    <dir>/fts.json      format version + counts, written last (= complete)
+
+Main index fields (all built by ``analyzer``, tantivy only splits on spaces):
+
+* ``row``       u64, indexed + fast: the chunk's row, and the filter key;
+* ``parts``     every word replaced by its parts, lower-case, with positions
+  (phrases); ``parts_cs`` the same in original case;
+* ``compound``  only compound words, whole, lower-case, frequencies only;
+  ``compound_cs`` the same in original case.
+
+Filtering happens inside tantivy (why: the old tool post-filtered and
+returned fewer than ``limit`` hits): the allowed rows become a
+``TermSetQuery`` on ``row`` -- a required, zero-scoring clause when the
+allowed set is the smaller side, else an excluding clause over the
+disallowed rows -- so BM25 scores are the same with or without a filter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tantivy
+
+from . import highlight, query, regex_scan
+from .analyzer import StreamBuilder, chunk_lines
+from .corpus import Corpus, CorpusWriter
+from .highlight import LineMatch, Snippet
+
+FORMAT_VERSION = 1
+WRITER_HEAP = 160_000_000
+#: Alternatives kept per fuzzy term (closest first); bounds the query size.
+MAX_EXPANSIONS = 64
+_PROGRESS_EVERY = 256
+
+_CASE_FIELDS = query.Fields(parts="parts", compound="compound")
+_CS_FIELDS = query.Fields(parts="parts_cs", compound="compound_cs")
+
+
+class FtsQueryError(ValueError):
+    """A query that cannot run as given (bad regex); the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class FtsDoc:
+    row: int
+    path: str
+    language: str
+    start_line: int
+    text: str
+
+
+@dataclass
+class FtsHit:
+    row: int
+    score: float
+    path: str
+    language: str
+    start_line: int
+    end_line: int
+    text: str
+    matches: list[LineMatch]
+    snippet: Snippet | None
+
+
+def _main_schema() -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    sb.add_unsigned_field("row", stored=False, indexed=True, fast=True)
+    for f in (_CASE_FIELDS, _CS_FIELDS):
+        sb.add_text_field(f.parts, stored=False, tokenizer_name="whitespace", index_option="position")
+        sb.add_text_field(f.compound, stored=False, tokenizer_name="whitespace", index_option="freq")
+    return sb.build()
+
+
+def _vocab_schema() -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("cs", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("lower", stored=False, tokenizer_name="raw", index_option="basic")
+    return sb.build()
+
+
+def _threads() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def build_fts_index(directory: Path, docs: Iterable[FtsDoc], *,
+                    progress: Callable[[int], None] | None = None) -> None:
+    """Write a complete FTS index into ``directory`` (created if missing).
+
+    ``progress`` receives the number of documents added since its last call.
+    Rows must be unique and non-negative; their order does not matter.
+    """
+    directory = Path(directory)
+    (directory / "main").mkdir(parents=True)
+    (directory / "vocab").mkdir()
+    streams = StreamBuilder()
+    corpus = CorpusWriter(directory)
+    main = tantivy.Index(_main_schema(), path=str(directory / "main"))
+    writer = main.writer(heap_size=WRITER_HEAP, num_threads=_threads())
+    count = pending = 0
+    try:
+        for doc in docs:
+            corpus.add(doc.row, doc.path, doc.language, doc.start_line, doc.text)
+            parts, compound = streams.streams(doc.text)
+            tdoc = tantivy.Document()
+            tdoc.add_unsigned("row", doc.row)
+            tdoc.add_text("parts", parts.lower())
+            tdoc.add_text("parts_cs", parts)
+            tdoc.add_text("compound", compound.lower())
+            tdoc.add_text("compound_cs", compound)
+            writer.add_document(tdoc)
+            count += 1
+            pending += 1
+            if progress is not None and pending >= _PROGRESS_EVERY:
+                progress(pending)
+                pending = 0
+        writer.commit()
+        writer.wait_merging_threads()
+    finally:
+        corpus.finish()
+    _build_vocab(directory / "vocab", streams)
+    if progress is not None and pending:
+        progress(pending)
+    (directory / "fts.json").write_text(json.dumps({"format": FORMAT_VERSION, "docs": count}),
+                                        encoding="utf-8")
+
+
+def _build_vocab(directory: Path, streams: StreamBuilder) -> None:
+    index = tantivy.Index(_vocab_schema(), path=str(directory))
+    writer = index.writer(heap_size=50_000_000, num_threads=1)
+    for term in streams.vocabulary():
+        doc = tantivy.Document()
+        doc.add_text("cs", term)
+        doc.add_text("lower", term.lower())
+        writer.add_document(doc)
+    writer.commit()
+    writer.wait_merging_threads()
+
+
+class FtsIndex:
+    """A read-only FTS index. One instance serves any number of threads."""
+
+    def __init__(self, directory: Path, main: tantivy.Index, corpus: Corpus) -> None:
+        self.directory = directory
+        self._main = main
+        self._schema = main.schema
+        self.corpus = corpus
+        self._lock = threading.Lock()
+        self._vocab: tantivy.Index | None = None
+
+    @classmethod
+    def open(cls, directory: Path) -> FtsIndex:
+        directory = Path(directory)
+        meta = json.loads((directory / "fts.json").read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{directory}: FTS format {meta.get('format')}, expected {FORMAT_VERSION}")
+        main = tantivy.Index.open(str(directory / "main"))
+        main.config_reader("Manual")  # immutable generation: no file watcher thread
+        return cls(directory, main, Corpus(directory))
+
+    def close(self) -> None:
+        self.corpus.close()
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    # ------------------------------------------------------------------ search
+
+    def search(self, query_text: str, *, limit: int, case_sensitive: bool = False, edit_distance: int = 0,
+               regex: bool = False, snippet_lines: int = 5, allowed_rows: np.ndarray | None = None,
+               min_score: float | None = None) -> list[FtsHit]:
+        """Best ``limit`` chunks, score descending then row ascending.
+
+        ``allowed_rows`` is a bool mask indexed by row (rows past its end are
+        not allowed); it restricts the search itself, so up to ``limit`` hits
+        come back whenever that many allowed chunks match.
+        """
+        if limit <= 0 or len(self.corpus) == 0:
+            return []
+        allowed = self.corpus.allowed_positions(allowed_rows)
+        if allowed is not None and not allowed.any():
+            return []
+        if regex:
+            return self._search_regex(query_text, limit, case_sensitive, snippet_lines, allowed, min_score)
+        expand = self._expander(case_sensitive, edit_distance) if edit_distance > 0 else None
+        planned = query.plan(query.parse_query(query_text), case_sensitive=case_sensitive, expand=expand)
+        if not planned:
+            return []
+        fields = _CS_FIELDS if case_sensitive else _CASE_FIELDS
+        tq = self._filtered(query.to_tantivy(planned, self._schema, fields), allowed)
+        ranked = self._top(tq, limit)
+        hits: list[FtsHit] = []
+        for score, row in ranked:
+            if min_score is not None and score < min_score:
+                break
+            k = self.corpus.index_of(row)
+            text = self.corpus.text(k)
+            spans = highlight.term_spans(text, planned, case_sensitive=case_sensitive)
+            hits.append(self._hit(k, score, text, spans, snippet_lines))
+        return hits
+
+    def _filtered(self, q: tantivy.Query, allowed: np.ndarray | None) -> tantivy.Query:
+        if allowed is None:
+            return q
+        n_ok = int(allowed.sum())
+        if n_ok == len(allowed):
+            return q
+        rows = self.corpus.rows
+        if n_ok <= len(allowed) - n_ok:
+            keep = tantivy.Query.term_set_query(self._schema, "row", rows[allowed].tolist())
+            filt = (tantivy.Occur.Must, tantivy.Query.const_score_query(keep, 0.0))
+        else:
+            drop = tantivy.Query.term_set_query(self._schema, "row", rows[~allowed].tolist())
+            filt = (tantivy.Occur.MustNot, drop)
+        return tantivy.Query.boolean_query([(tantivy.Occur.Must, q), filt])
+
+    def _top(self, q: tantivy.Query, limit: int) -> list[tuple[float, int]]:
+        """Top ``limit`` (score, row), ties broken by row whatever tantivy's doc order.
+
+        tantivy breaks score ties by its own doc address, which is not the row
+        order; so the window grows until no unseen document can tie with the
+        last one kept.
+        """
+        searcher = self._main.searcher()
+        window = 2 * limit + 8
+        while True:
+            found = searcher.search(q, window, count=False).hits
+            rows = searcher.fast_field_values("row", [addr for _, addr in found])
+            ranked = sorted(((float(s), int(r)) for (s, _), r in zip(found, rows, strict=True)),
+                            key=lambda sr: (-sr[0], sr[1]))
+            if len(found) < window or len(ranked) <= limit or ranked[limit - 1][0] > ranked[-1][0]:
+                return ranked[:limit]
+            window *= 4
+
+    def _expander(self, case_sensitive: bool, distance: int) -> query.Expander:
+        vocab = self._vocab_index()
+        searcher = vocab.searcher()
+        schema = vocab.schema
+        field = "cs" if case_sensitive else "lower"
+
+        def expand(term: str) -> query.Alternatives:
+            d = query.max_distance(term, distance)
+            if d == 0:
+                return {term: 1.0}
+            fq = tantivy.Query.fuzzy_term_query(schema, field, term, d, True, False)
+            found: set[str] = set()
+            for _score, addr in searcher.search(fq, 1000, count=False).hits:
+                value = searcher.doc(addr).get_first("cs")
+                if isinstance(value, str):
+                    found.add(value if case_sensitive else value.lower())
+            ranked = sorted((query.edit_distance(term, t), t) for t in found)[:MAX_EXPANSIONS]
+            alts = {t: 1.0 / (1 + dist) for dist, t in ranked}
+            alts.setdefault(term, 1.0)  # absent from the index: harmless, keeps phrases well-formed
+            return alts
+
+        return expand
+
+    def _vocab_index(self) -> tantivy.Index:
+        with self._lock:
+            if self._vocab is None:
+                vocab = tantivy.Index.open(str(self.directory / "vocab"))
+                vocab.config_reader("Manual")
+                self._vocab = vocab
+            return self._vocab
+
+    def _search_regex(self, pattern: str, limit: int, case_sensitive: bool, snippet_lines: int,
+                      allowed: np.ndarray | None, min_score: float | None) -> list[FtsHit]:
+        try:
+            rx = regex_scan.compile_line_regex(pattern, case_sensitive=case_sensitive)
+        except regex_scan.RegexError as exc:
+            raise FtsQueryError(str(exc)) from None
+        rows = self.corpus.rows
+        scored = [(float(n), int(rows[k]), k) for k, n in regex_scan.scan(self.corpus, rx, allowed)]
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        hits: list[FtsHit] = []
+        for score, _row, k in scored[:limit]:
+            if min_score is not None and score < min_score:
+                break
+            text = self.corpus.text(k)
+            hits.append(self._hit(k, score, text, highlight.regex_spans(text, rx), snippet_lines))
+        return hits
+
+    def _hit(self, k: int, score: float, text: str, spans: highlight.Spans, snippet_lines: int) -> FtsHit:
+        meta = self.corpus.meta(k)
+        n_lines = len(chunk_lines(text))
+        return FtsHit(row=meta.row, score=score, path=meta.path, language=meta.language,
+                      start_line=meta.start_line, end_line=meta.start_line + n_lines - 1, text=text,
+                      matches=highlight.line_matches(text, meta.start_line, spans),
+                      snippet=highlight.snippet(text, meta.start_line, spans, snippet_lines))

@@ -1,0 +1,1 @@
+../../../../client_zipapp/cidx/config.py
