@@ -225,7 +225,7 @@ def resolve_python(requested: str | None) -> str:
 @functools.cache
 def python_identity(python: str) -> str:
     """What makes wheels and .pyc files valid: the exact version and platform of `python`."""
-    probe = "import sys, sysconfig; print(sys.version, sysconfig.get_platform(), sys.implementation.cache_tag)"
+    probe = "import sys, sysconfig as c; print(sys.version, c.get_platform(), sys.implementation.cache_tag)"
     return python + " " + run([python, "-I", "-S", "-c", probe]).strip()
 
 
@@ -470,7 +470,8 @@ def build_daemon_pyz(build_vpy: Path, python: str, wheels: list[Path]) -> Path:
 def build_all(python: str, zipapp_only: bool = False) -> None:
     with step(f"building {ZIPAPP.relative_to(ROOT)}"):
         build_zipapp(ZIPAPP, python)
-        say(f"    {ZIPAPP.relative_to(ROOT)} ({ZIPAPP.stat().st_size // 1024} KiB), #!{python} {SHEBANG_FLAGS}")
+        size = ZIPAPP.stat().st_size // 1024
+        say(f"    {ZIPAPP.relative_to(ROOT)} ({size} KiB), #!{python} {SHEBANG_FLAGS}")
     if zipapp_only:
         return
     build_vpy = ensure_build_venv(python)
@@ -522,7 +523,7 @@ def install(prefix: Path, python: str, offline: bool) -> Path:
     PATH is all a user needs.
     """
     if offline and not wheelhouse_ready():
-        raise BuildError("--offline needs dist/wheelhouse: run `python3 build.py build` where the registry is reachable")
+        raise BuildError("--offline needs dist/wheelhouse: run `python3 build.py build` with registry access")
     vpy = ensure_venv(prefix, python)
     install_daemon(vpy, python, "offline" if offline else "online")
     with step(f"building {ZIPAPP.relative_to(ROOT)}"):
@@ -548,9 +549,8 @@ def run_tests(python: str, pytest_args: list[str]) -> int:
     with step("ruff check"):
         run([vpy.parent / "ruff", "check", "."], stream=True)
     with step("pytest"):
-        code = subprocess.run(
-            [vpy, "-m", "pytest", "tests", "-q", *pytest_args], cwd=ROOT, stdin=subprocess.DEVNULL, check=False
-        ).returncode
+        argv = [vpy, "-m", "pytest", "tests", "-q", *pytest_args]
+        code = subprocess.run(argv, cwd=ROOT, stdin=subprocess.DEVNULL, check=False).returncode
     print_timings()
     if code:
         raise BuildError(f"pytest failed (exit {code})")
@@ -649,7 +649,7 @@ def parser() -> argparse.ArgumentParser:
                         help="show a traceback on failure")
     python_opt = argparse.ArgumentParser(add_help=False)
     python_opt.add_argument("--python", metavar="PATH",
-                            help="interpreter for venvs and shebangs (default: the real binary running build.py)")
+                            help="interpreter for venvs and shebangs (default: the binary running build.py)")
 
     top = argparse.ArgumentParser(prog="build.py", description=__doc__.split("\n\n")[0], parents=[common])
     top.set_defaults(verbose=False, debug=False)

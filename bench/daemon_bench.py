@@ -27,6 +27,7 @@ for sub in ("client_zipapp", "daemon_pkg/src"):
         sys.path.insert(0, str(ROOT / sub))
 
 import rpyc  # noqa: E402
+
 from cidx_daemon.daemon.socket_setup import connect_address  # noqa: E402
 from cidx_daemon.shared import config as cfgmod  # noqa: E402
 

@@ -10,9 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cidx_daemon.daemon.idle import ActivityTracker
-from cidx_daemon.daemon.peer import PeerUidAuthenticator, peer_allowed, peer_credentials
-from cidx_daemon.daemon.service import CidxService, DaemonInfo
 from daemon_helpers import (
     build_indexed_project,
     connect,
@@ -23,6 +20,10 @@ from daemon_helpers import (
     start_detached,
 )
 from rpyc.utils.authenticators import AuthenticationError
+
+from cidx_daemon.daemon.idle import ActivityTracker
+from cidx_daemon.daemon.peer import PeerUidAuthenticator, peer_allowed, peer_credentials
+from cidx_daemon.daemon.service import CidxService, DaemonInfo
 
 
 @pytest.fixture(scope="module")

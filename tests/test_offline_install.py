@@ -80,10 +80,17 @@ PROJECT_FILES = {
 def run(argv: Sequence[str | Path], *, cwd: Path, env: dict[str, str] | None = None,
         timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run and fail the test with the command's output when it does not exit 0."""
-    proc = subprocess.run([str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-    assert proc.returncode == 0, f"{argv} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    proc = attempt(argv, cwd=cwd, env=env, timeout=timeout)
+    output = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{argv} exited {proc.returncode}\n{output}"
     return proc
+
+
+def attempt(argv: Sequence[str | Path], *, cwd: Path, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run without judging: for commands whose exit code carries an answer, and cleanups."""
+    return subprocess.run([str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})}, text=True,
+                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +126,17 @@ def project(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def on_path(venv: Path) -> dict[str, str]:
+    """The client finds `cidx-daemon` on PATH (dist/cidx.pyz has none beside it)."""
+    return {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 @pytest.fixture
 def client(dist: Path, venv: Path, project: Path) -> Iterator[list[str]]:
-    """`python -I -S dist/cidx.pyz` with the offline venv's bin dir on PATH; stops the daemon afterwards."""
+    """`python -I -S dist/cidx.pyz`; stops the daemon it starts even when the test fails."""
     argv = [REAL_PYTHON, "-I", "-S", str(dist / "cidx.pyz")]
-    env = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
     yield argv
-    subprocess.run([*argv, "daemon", "stop"], cwd=project, env={**os.environ, **env},
-                   capture_output=True, timeout=60, check=False)
+    attempt([*argv, "daemon", "stop"], cwd=project, env=on_path(venv), timeout=60)
 
 
 def test_wheelhouse_is_binary_only_and_has_the_model(dist: Path) -> None:
@@ -144,19 +154,29 @@ def test_offline_venv_has_no_torch(venv: Path) -> None:
     assert not {"torch", "sentence-transformers"} & names
 
 
+def top_hit(stdout: str) -> tuple[str, str]:
+    """(path of the best result, who served it) from a `--json` result document."""
+    doc = json.loads(stdout)
+    assert doc.get("error") is None, doc
+    assert doc["results"], doc
+    return doc["results"][0]["path"], doc["served_by"]
+
+
 def test_zipapp_answers_through_the_daemon(client: list[str], venv: Path, project: Path) -> None:
-    env = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-    found = run([*client, "query", "retry a download with exponential backoff", "--json"], cwd=project, env=env)
-    assert "net/fetch.py" in found.stdout
-    status = subprocess.run([*client, "daemon", "status", "--json"], cwd=project, env={**os.environ, **env},
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert json.loads(status.stdout)["state"] == "running", status.stdout + status.stderr
-    again = run([*client, "query", "area of a circle"], cwd=project, env=env)
-    assert "geometry.py" in again.stdout
+    env = on_path(venv)
+    query = "retry a download with exponential backoff"
+    assert top_hit(run([*client, "query", query, "--json"], cwd=project, env=env).stdout) == (
+        "net/fetch.py", "daemon")
+    assert daemon_state(client, project, env) == "running"
+    again = run([*client, "query", "area of a circle", "--json"], cwd=project, env=env)
+    assert top_hit(again.stdout) == ("geometry.py", "daemon")
     run([*client, "daemon", "stop"], cwd=project, env=env)
-    stopped = subprocess.run([*client, "daemon", "status", "--json"], cwd=project, env={**os.environ, **env},
-                             capture_output=True, text=True, timeout=60, check=False)
-    assert json.loads(stopped.stdout)["state"] == "absent"
+    assert daemon_state(client, project, env) == "absent"
+
+
+def daemon_state(client: list[str], project: Path, env: dict[str, str]) -> str:
+    proc = attempt([*client, "daemon", "status", "--json"], cwd=project, env=env, timeout=60)
+    return json.loads(proc.stdout)["state"]
 
 
 def test_single_file_daemon_runs(dist: Path, project: Path, tmp_path: Path) -> None:
@@ -164,5 +184,5 @@ def test_single_file_daemon_runs(dist: Path, project: Path, tmp_path: Path) -> N
     env = {"SHIV_ROOT": str(tmp_path / "shiv")}
     pyz = dist / "cidx-daemon.pyz"
     assert "usage: cidx-daemon" in run([pyz, "--help"], cwd=tmp_path, env=env).stdout
-    found = run([pyz, "query", "length of the long side of a right triangle"], cwd=project, env=env)
-    assert "geometry.py" in found.stdout
+    found = run([pyz, "query", "length of the long side of a right triangle", "--json"], cwd=project, env=env)
+    assert top_hit(found.stdout) == ("geometry.py", "standalone")

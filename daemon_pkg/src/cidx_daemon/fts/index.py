@@ -278,18 +278,18 @@ class FtsIndex:
     def _search_regex(self, pattern: str, limit: int, case_sensitive: bool, snippet_lines: int,
                       allowed: np.ndarray | None, min_score: float | None) -> list[FtsHit]:
         try:
-            rx = regex_scan.compile_line_regex(pattern, case_sensitive=case_sensitive)
+            lr = regex_scan.compile_line_regex(pattern, case_sensitive=case_sensitive)
         except regex_scan.RegexError as exc:
             raise FtsQueryError(str(exc)) from None
         rows = self.corpus.rows
-        scored = [(float(n), int(rows[k]), k) for k, n in regex_scan.scan(self.corpus, rx, allowed)]
+        scored = [(float(n), int(rows[k]), k) for k, n in regex_scan.scan(self.corpus, lr, allowed)]
         scored.sort(key=lambda t: (-t[0], t[1]))
         hits: list[FtsHit] = []
         for score, _row, k in scored[:limit]:
             if min_score is not None and score < min_score:
                 break
             text = self.corpus.text(k)
-            hits.append(self._hit(k, score, text, highlight.regex_spans(text, rx), snippet_lines))
+            hits.append(self._hit(k, score, text, highlight.regex_spans(text, lr.rx), snippet_lines))
         return hits
 
     def _hit(self, k: int, score: float, text: str, spans: highlight.Spans, snippet_lines: int) -> FtsHit:

@@ -1,37 +1,44 @@
-"""grep-like regular-expression search over every chunk, per line.
+"""grep-like regular-expression search over every chunk, line by line.
 
 Why not a tantivy regex query: tantivy matches a regex against single
-*terms*, while users mean a pattern over the text of a line (``def \\w+\\(``,
-``^class ``). So the pattern runs over the corpus blob in two steps:
+*terms*, while users mean a pattern over a line of text (``def \\w+\\(``,
+``^class ``). So the pattern runs over the chunk texts, with grep's
+semantics (a match never spans lines; ``^``/``$`` are line edges), and a
+chunk scores the number of its matching lines.
 
-1. *candidates*: chunks where a match can exist. With a literal that every
-   match must contain (``required_literal``), ``str.find`` jumps between its
-   occurrences (a lowered copy of the blob serves case-insensitive
-   search); otherwise the regex itself scans the blob with ``MULTILINE``.
-   Either way, after the first hit in a chunk the scan jumps to the next
-   chunk, so a pattern matching everywhere costs one search per chunk.
-2. *verification*: each candidate's lines are matched one by one, which is
-   the exact grep semantics (a match never spans lines).
+Matching every line of every chunk from Python costs ~1 s on the CPython
+stdlib; instead each chunk is driven from C to its candidate lines only:
 
-Step 1 never misses a chunk that step 2 would accept: a per-line match is a
-match on the blob at the same offset, because ``^``/``$`` (MULTILINE),
-``\\b`` and positive look-arounds behave the same (or more leniently) next to
-a ``\\n`` as at a string edge. Patterns where that fails (``\\A``, ``\\Z``,
-negative look-arounds) take the literal shortcut if they have one, else skip
-step 1 and verify every chunk.
+* *literal driver*: when every match must contain some literal text
+  (``required_literal``), ``str.find`` jumps between its occurrences (in
+  ``text.lower()`` for case-insensitive search on ASCII chunks) and only
+  those lines are tried -- also sidestepping ``re.IGNORECASE`` scans, which
+  are several times slower than case-sensitive ones;
+* *leftmost driver*: otherwise the regex scans the chunk itself; each hit's
+  line is checked on its own and the scan resumes at the next line. A line
+  with a match is never skipped: a per-line match is also a match of the
+  chunk at the same offset, because ``^``/``$`` (MULTILINE) and ``\\b`` see a
+  ``\\n`` like a string edge, so the leftmost chunk match starts no later;
+* patterns where that fails (``\\A``, ``\\Z``, negative look-arounds) and have no
+  literal try every line.
+
+A line is checked with ``rx.search(text, start, end)``: ``endpos`` makes the
+line end the string end; only ``\\A`` and look-behinds can see past ``start``,
+so for those the line is sliced out instead.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import analyzer
-from .corpus import CHAR_LEN, CHAR_START, Corpus
+from .corpus import Corpus
 
-try:  # the parser is private; without it we only lose the literal shortcut
+try:  # the parser is private; without it we only lose the literal driver
     from re import _parser as _sre_parse  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse as _sre_parse  # type: ignore[no-redef]
@@ -41,15 +48,35 @@ class RegexError(ValueError):
     """The user's pattern does not compile."""
 
 
-_BLOB_UNSAFE = re.compile(r"\\[AZ]|\(\?<?!")
+_NEEDS_SLICE = re.compile(r"\\A|\\Z|\(\?<[=!]")
+_SKIPS_LINES = re.compile(r"\\A|\\Z|\(\?<?!")
 
 
-def compile_line_regex(pattern: str, *, case_sensitive: bool) -> re.Pattern[str]:
+@dataclass(frozen=True)
+class LineRegex:
+    """A compiled user pattern plus how to drive it (see module doc)."""
+
+    rx: re.Pattern[str]
+    literal: str | None  # required literal; lower-case when ``fold``
+    fold: bool  # case-insensitive: look for the literal in ``text.lower()``
+    slice_lines: bool  # check a line as its own string (\\A, look-behind)
+    leftmost_ok: bool  # the leftmost driver cannot skip a matching line
+
+
+def compile_line_regex(pattern: str, *, case_sensitive: bool) -> LineRegex:
     flags = re.MULTILINE | (0 if case_sensitive else re.IGNORECASE)
     try:
-        return re.compile(pattern, flags)
-    except (re.error, OverflowError, RecursionError) as exc:
+        rx = re.compile(pattern, flags)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
         raise RegexError(f"invalid regular expression: {exc}") from None
+    fold = bool(rx.flags & re.IGNORECASE)
+    literal = required_literal(rx)
+    if literal is not None and fold:
+        # Outside ASCII, re.IGNORECASE and str.lower disagree (e.g. "\u017f" ~ "s").
+        literal = literal.lower() if literal.isascii() else None
+    return LineRegex(rx=rx, literal=literal, fold=fold,
+                     slice_lines=bool(_NEEDS_SLICE.search(pattern)),
+                     leftmost_ok=not _SKIPS_LINES.search(pattern))
 
 
 def required_literal(rx: re.Pattern[str]) -> str | None:
@@ -61,7 +88,7 @@ def required_literal(rx: re.Pattern[str]) -> str | None:
     """
     try:
         parsed = _sre_parse.parse(rx.pattern, rx.flags)
-    except Exception:  # private API: any surprise just means "no shortcut"
+    except Exception:  # private API: any surprise just means "no literal driver"
         return None
     runs: list[str] = []
     current: list[str] = []
@@ -78,75 +105,68 @@ def required_literal(rx: re.Pattern[str]) -> str | None:
 
     walk(parsed)
     runs.append("".join(current))
-    best = max(runs, key=len)
-    return best or None
+    return max(runs, key=len) or None
 
 
-def scan(corpus: Corpus, rx: re.Pattern[str], allowed: np.ndarray | None) -> list[tuple[int, int]]:
-    """``(table position, number of matching lines)`` for every chunk with a matching line."""
-    if len(corpus) == 0:
-        return []
-    literal, haystack = _literal_haystack(corpus, rx)
-    candidates = _candidates(corpus, rx, literal, haystack)
-    if allowed is not None:
-        candidates = [k for k in candidates if allowed[k]]
-    starts = corpus.table[:, CHAR_START]
-    lengths = corpus.table[:, CHAR_LEN]
-    blob = corpus.blob()
-    search = rx.search
-    out: list[tuple[int, int]] = []
-    for k in candidates:
-        lo = int(starts[k])
-        hi = lo + int(lengths[k])
-        lines = analyzer.chunk_lines(blob[lo:hi])
-        if literal is not None and haystack is not None:
-            keys = analyzer.chunk_lines(haystack[lo:hi]) if haystack is not blob else lines
-            n = sum(1 for line, key in zip(lines, keys, strict=True) if literal in key and search(line))
+def line_bounds(text: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each line, as ``analyzer.chunk_lines`` counts them."""
+    n = len(text)
+    start = 0
+    while True:
+        end = text.find("\n", start)
+        if end < 0:
+            if start < n or start == 0:
+                yield start, n
+            return
+        yield start, end
+        start = end + 1
+
+
+def matching_lines(lr: LineRegex, text: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of every line of ``text`` with a match, in order."""
+    rx, n = lr.rx, len(text)
+    if lr.slice_lines:
+        def check(a: int, b: int) -> bool:
+            return rx.search(text[a:b]) is not None
+    else:
+        def check(a: int, b: int) -> bool:
+            return rx.search(text, a, b) is not None
+    hay = None
+    if lr.literal is not None and (not lr.fold or text.isascii()):
+        hay = text.lower() if lr.fold else text
+    if hay is None and not lr.leftmost_ok:
+        yield from ((a, b) for a, b in line_bounds(text) if check(a, b))
+        return
+    phantom = n if text.endswith("\n") else n + 1  # the empty "line" after a final newline
+    pos = 0
+    while pos <= n:
+        if hay is not None:
+            at = hay.find(lr.literal, pos)  # type: ignore[arg-type]
         else:
-            n = sum(1 for line in lines if search(line))
-        if n:
-            out.append((k, n))
+            m = rx.search(text, pos)
+            at = -1 if m is None else m.start()
+        if at < 0 or at >= phantom:
+            return
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        end = n if end < 0 else end
+        if check(start, end):
+            yield start, end
+        pos = end + 1
+
+
+def scan(corpus: Corpus, lr: LineRegex, allowed: np.ndarray | None) -> list[tuple[int, int]]:
+    """``(table position, number of matching lines)`` for every chunk with a matching line."""
+    if lr.literal is not None:
+        positions: list[int] = corpus.chunks_containing(lr.literal, fold=lr.fold)
+    else:
+        corpus.texts()  # every chunk will be read: decode them all at once (kept)
+        positions = list(range(len(corpus)))
+    if allowed is not None:
+        positions = [k for k in positions if allowed[k]]
+    out: list[tuple[int, int]] = []
+    for k in positions:
+        count = sum(1 for _ in matching_lines(lr, corpus.text(k)))
+        if count:
+            out.append((k, count))
     return out
-
-
-def _literal_haystack(corpus: Corpus, rx: re.Pattern[str]) -> tuple[str | None, str | None]:
-    """The required literal and the text to look for it in (blob, or lowered blob)."""
-    literal = required_literal(rx)
-    if literal is None:
-        return None, None
-    if not rx.flags & re.IGNORECASE:
-        return literal, corpus.blob()
-    if not literal.isascii():
-        return None, None
-    lower = corpus.lower_blob()
-    return (literal.lower(), lower) if lower is not None else (None, None)
-
-
-def _candidates(corpus: Corpus, rx: re.Pattern[str], literal: str | None, haystack: str | None) -> list[int]:
-    """Table positions of chunks that may hold a matching line, ascending."""
-    starts = corpus.table[:, CHAR_START]
-    n = len(starts)
-    found: list[int] = []
-    if literal is not None and haystack is not None:
-        find = haystack.find
-        pos = find(literal)
-        while pos >= 0:
-            k = int(np.searchsorted(starts, pos, side="right")) - 1
-            found.append(k)
-            if k + 1 >= n:
-                break
-            pos = find(literal, int(starts[k + 1]))
-        return found
-    if _BLOB_UNSAFE.search(rx.pattern):
-        return list(range(n))
-    blob = corpus.blob()
-    search = rx.search
-    m = search(blob)
-    while m is not None:
-        first = int(np.searchsorted(starts, m.start(), side="right")) - 1
-        last = int(np.searchsorted(starts, max(m.start(), m.end() - 1), side="right")) - 1
-        found.extend(range(first, last + 1))
-        if last + 1 >= n:
-            break
-        m = search(blob, int(starts[last + 1]))
-    return found

@@ -1,0 +1,104 @@
+"""Shared test helpers: small real projects, subprocess environments, the real interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_SRC = ROOT / "client_zipapp"
+DAEMON_SRC = ROOT / "daemon_pkg" / "src"
+PYTHON = sys.executable  # the venv interpreter (a symlink: never resolve it)
+
+SAMPLE_FILES = {
+    "net/fetch.py": '''
+        import time
+        import urllib.request
+
+
+        def fetch_with_timeout(url, timeout=10.0):
+            """Open a URL and read the body, giving up after `timeout` seconds."""
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                return response.read()
+
+
+        def retry_with_backoff(func, attempts=5, base_delay=0.1):
+            """Call func until it succeeds, sleeping exponentially longer between tries."""
+            for attempt in range(attempts):
+                try:
+                    return func()
+                except OSError:
+                    time.sleep(base_delay * (2 ** attempt))
+            raise RuntimeError("gave up")
+        ''',
+    "util/sorting.py": '''
+        def bubble_sort(items):
+            """Sort a list in place by swapping neighbours."""
+            n = len(items)
+            for i in range(n):
+                for j in range(n - i - 1):
+                    if items[j] > items[j + 1]:
+                        items[j], items[j + 1] = items[j + 1], items[j]
+            return items
+
+
+        class HTTPResponseParser:
+            def parse_http_response(self, raw):
+                head, _, body = raw.partition(b"\\r\\n\\r\\n")
+                return head.split(b"\\r\\n"), body
+        ''',
+    "web/app.js": '''
+        // Fetch JSON from the server with a timeout using AbortController.
+        async function fetchJson(url, timeoutMs) {
+          const controller = new AbortController();
+          const timer = setTimeout(() => controller.abort(), timeoutMs);
+          try {
+            const response = await fetch(url, { signal: controller.signal });
+            return await response.json();
+          } finally {
+            clearTimeout(timer);
+          }
+        }
+        ''',
+    "docs/notes.md": '''
+        # Notes
+
+        The cache is invalidated whenever the configuration file changes.
+        Use exponential backoff when the server answers 503.
+        ''',
+}
+
+
+def write_project(root: Path, files: dict[str, str] | None = None) -> Path:
+    for rel, text in (files or SAMPLE_FILES).items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return root
+
+
+def env(**extra: str) -> dict[str, str]:
+    """Environment for subprocesses running the source trees (editable or not)."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(DAEMON_SRC), str(CLIENT_SRC)])
+    e.update(extra)
+    return e
+
+
+def daemon_cli(*args: str, cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run ``python -m cidx_daemon ARGS`` in ``cwd``."""
+    proc = subprocess.run([PYTHON, "-m", "cidx_daemon", *args], cwd=cwd, env=env(),
+                          capture_output=True, text=True, timeout=600, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"cidx-daemon {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def init_and_index(root: Path) -> Path:
+    daemon_cli("init", cwd=root)
+    daemon_cli("index", "--quiet", cwd=root)
+    return root / ".code-indexer" / "config.json"
