@@ -112,13 +112,21 @@ def query(config_path: Path, **request: Any) -> dict[str, Any]:
 
 
 def pid_alive(pid: int) -> bool:
-    """Running and not a zombie (a detached daemon's parent may never reap it)."""
+    """Any thread still running (a zombie leader's other threads may still be exiting;
+    a detached daemon's parent may never reap it, so a zombie counts as dead)."""
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return state not in ("Z", "X")
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def daemon_pids(config_path: Path) -> list[int]:

@@ -143,12 +143,15 @@ def test_kill9_leaves_stale_socket_next_start_cleans_it(project: Path) -> None:
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: not pid_alive(first), "the killed daemon to die")
 
-    assert socket_path(project).exists()  # kill -9 leaves the socket behind...
+    # kill -9 leaves the socket file behind; once the kernel has closed the dead
+    # daemon's fds (other threads may outlive the zombie leader briefly) it refuses
     dir_fd = os.open(project.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        assert probe(dir_fd, str(socket_path(project)), "daemon.sock") == "refused"  # ...dead
+        wait_for(lambda: probe(dir_fd, str(socket_path(project)), "daemon.sock") == "refused",
+                 "the dead daemon's socket to refuse connections")
     finally:
         os.close(dir_fd)
+    assert socket_path(project).exists()
 
     again = start_detached(project)
     assert again.returncode == 0, again.stderr

@@ -7,6 +7,8 @@ fake clock, and checks the rules of the module docstring after every step.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -249,6 +251,7 @@ class Invocations(RuleBasedStateMachine):
         self.clock += advance
         self.enabled, self.loaded = enabled, list(self.file)
         self.steps = self.retry = self.crash_restarts = self.upgrades = 0
+        self.started = False  # a daemon was (re)started by this invocation
         self.rec = Recovery(enabled=enabled, protocol_version=PROTO, now=self.clock, budget=self.loaded,
                             retry_delays_ms=self.delays, max_restarts=self.limit, window_s=self.window,
                             log_path=LOG)
@@ -298,6 +301,7 @@ class Invocations(RuleBasedStateMachine):
                 self.retry = 0
         elif isinstance(action, RestartDaemon) and action.kind == CRASH:
             assert isinstance(event, FAILURES)
+            self.started = True
             self.crash_restarts += 1
             self.restarts.append(self.clock)
             assert len(self.in_window()) <= self.limit, "too many restarts in one window"
@@ -308,6 +312,7 @@ class Invocations(RuleBasedStateMachine):
         elif isinstance(action, RestartDaemon):
             assert action.kind == UPGRADE
             assert isinstance(event, HelloReply) and event.protocol_version != PROTO
+            self.started = True
             self.upgrades += 1
             assert self.upgrades <= recovery.MAX_UPGRADES
             assert action.budget == tuple(self.in_window())
@@ -337,11 +342,47 @@ class Invocations(RuleBasedStateMachine):
             assert isinstance(event, HelloReply) and event.protocol_version == PROTO
         else:
             assert isinstance(action, StartDaemon) and isinstance(event, SocketAbsent)
+            assert not self.started, "a second start in one invocation"
+            self.started = True
 
         if action.final:
             with pytest.raises(RecoveryError):
                 self.rec.send(Connected())
             self.rec = None
+
+
+@pytest.mark.parametrize("limit", range(4))
+@pytest.mark.parametrize("delays", [(), (0,), DELAYS])
+def test_every_fault_sequence_terminates(limit, delays):
+    """R11 by exhaustion: walk every reachable state under every possible outcome.
+    No state repeats on a path (no loop), every event listed for an action is
+    accepted, and the longest invocation stays within the bound the stateful test uses."""
+    longest: dict[tuple, int] = {}
+    on_path: set[tuple] = set()
+
+    def state(rec: Recovery) -> tuple:
+        return tuple(repr(getattr(rec, name)) for name in Recovery.__slots__)
+
+    def walk(rec: Recovery) -> int:
+        key = state(rec)
+        assert key not in on_path, f"loop through {rec.action!r}"
+        if key not in longest:
+            on_path.add(key)
+            longest[key] = 0 if rec.action.final else max(
+                1 + walk(_after(rec, event)) for event in EVENTS[type(rec.action)])
+            on_path.discard(key)
+        return longest[key]
+
+    for used in range(limit + 1):
+        rec = Recovery(enabled=True, protocol_version=PROTO, now=5.0, budget=[1.0] * used,
+                       retry_delays_ms=delays, max_restarts=limit)
+        assert walk(rec) + 1 <= 1 + (limit + 3) * (len(delays) + 4)
+
+
+def _after(rec: Recovery, event) -> Recovery:
+    clone = copy.copy(rec)
+    clone.send(event)
+    return clone
 
 
 Invocations.TestCase.settings = settings(max_examples=300, stateful_step_count=120, deadline=None,

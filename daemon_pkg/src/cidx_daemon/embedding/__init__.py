@@ -38,9 +38,7 @@ _REGISTRY: dict[str, tuple[Callable[[int | None], Embedder], tuple[str, ...]]] =
 def available_embedders() -> list[str]:
     """Names `load_embedder` can load on this machine (their model packages are installed)."""
     return [
-        name
-        for name, (_, packages) in _REGISTRY.items()
-        if all(package_dir(p) is not None for p in packages)
+        name for name, (_, packages) in _REGISTRY.items() if all(package_dir(p) is not None for p in packages)
     ]
 
 

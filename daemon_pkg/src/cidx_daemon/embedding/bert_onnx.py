@@ -153,9 +153,7 @@ def _linear(g: _GraphBuilder, x: str, weights: dict[str, np.ndarray], prefix: st
     return g.op("Add", [g.op("MatMul", [x, w]), b])
 
 
-def _layer_norm(
-    g: _GraphBuilder, x: str, weights: dict[str, np.ndarray], prefix: str, eps: float
-) -> str:
+def _layer_norm(g: _GraphBuilder, x: str, weights: dict[str, np.ndarray], prefix: str, eps: float) -> str:
     scale = g.const(f"{prefix}.weight", np.asarray(weights[f"{prefix}.weight"], np.float32))
     bias = g.const(f"{prefix}.bias", np.asarray(weights[f"{prefix}.bias"], np.float32))
     return g.op("LayerNormalization", [x, scale, bias], axis=-1, epsilon=eps)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
 from functools import lru_cache
 
 #: A word: what Python calls ``\w`` (letters, digits, underscore; Unicode-aware).
@@ -103,47 +102,53 @@ class StreamBuilder:
 
     Identifiers repeat a lot, so each distinct word is split once and cached
     as ready-joined strings; the per-chunk work is then C-level joins and
-    dict lookups (``__missing__`` only runs on a cache miss). One builder per
-    index build: the cache is also the vocabulary the fuzzy index is made of.
+    dict lookups (``__missing__`` only runs on a cache miss). ASCII chunks
+    (nearly all code) find their words with ``bytes.translate`` + ``split``,
+    four times faster than ``\\w+`` and identical on ASCII. One builder per
+    index build: its cache is also the vocabulary the fuzzy index is made of.
     """
 
     def __init__(self) -> None:
-        self._parts: dict[str, str] = _PartsCache()
+        self._parts = _PartsCache()
 
     def streams(self, text: str) -> tuple[str, str]:
         """``(parts_stream, compound_stream)`` in original case, space-separated."""
-        found = WORD_RE.findall(text)
-        cache = self._parts
-        parts_stream = " ".join(map(cache.__getitem__, found))
-        compound = " ".join([w for w in found if cache[w] != w])
+        if text.isascii():
+            found = text.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).decode("ascii").split()
+        else:
+            found = WORD_RE.findall(text)
+        parts_stream = " ".join(map(self._parts.__getitem__, found))
+        # Every word is in both caches now; non-compound words map to "".
+        compound = " ".join(map(self._parts.compound.__getitem__, found))
         return parts_stream, compound
 
-    def vocabulary(self) -> Iterator[str]:
-        """Every distinct token seen (words and parts), original case."""
+    def vocabulary(self) -> list[str]:
+        """Every distinct token seen (words and parts), original case, sorted."""
         seen: set[str] = set()
         for word, joined in self._parts.items():
             seen.add(word)
             if joined != word:
                 seen.update(joined.split())
-        return iter(sorted(seen))
+        return sorted(seen)
 
 
-class _PartsCache(dict):  # type: ignore[type-arg]
+_ASCII_NON_WORD_TO_SPACE = bytes(
+    c if chr(c).isalnum() or c == ord("_") else ord(" ") for c in range(128)
+) + b" " * 128
+
+
+class _PartsCache(dict[str, str]):
+    """word -> its parts joined by spaces; ``compound``: word -> word if compound else ""."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.compound: dict[str, str] = {}
+
     def __missing__(self, word: str) -> str:
-        joined = " ".join(parts(word))
+        joined = " ".join(_PART_RE.findall(word)) if word.isascii() else " ".join(parts(word))
         self[word] = joined
+        self.compound[word] = "" if joined == word else word
         return joined
-
-
-def line_starts(text: str) -> list[int]:
-    """Offsets where each line of ``text`` begins (lines split on ``\\n`` only)."""
-    starts = [0]
-    find = text.find
-    pos = find("\n")
-    while pos >= 0:
-        starts.append(pos + 1)
-        pos = find("\n", pos + 1)
-    return starts
 
 
 def chunk_lines(text: str) -> list[str]:

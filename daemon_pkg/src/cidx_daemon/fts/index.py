@@ -25,6 +25,7 @@ disallowed rows -- so BM25 scores are the same with or without a filter.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -64,6 +65,8 @@ class FtsDoc:
 
 @dataclass
 class FtsHit:
+    """One matching chunk. Lines are FILE-absolute; ``matches`` are its matching lines."""
+
     row: int
     score: float
     path: str
@@ -97,10 +100,11 @@ def _threads() -> int:
 
 def build_fts_index(directory: Path, docs: Iterable[FtsDoc], *,
                     progress: Callable[[int], None] | None = None) -> None:
-    """Write a complete FTS index into ``directory`` (created if missing).
+    """Write a complete FTS index into ``directory`` (created if missing, must hold no index).
 
     ``progress`` receives the number of documents added since its last call.
     Rows must be unique and non-negative; their order does not matter.
+    ``fts.json`` is written last, so a crash leaves a directory ``open`` refuses.
     """
     directory = Path(directory)
     (directory / "main").mkdir(parents=True)
@@ -150,7 +154,13 @@ def _build_vocab(directory: Path, streams: StreamBuilder) -> None:
 
 
 class FtsIndex:
-    """A read-only FTS index. One instance serves any number of threads."""
+    """A read-only FTS index. One instance serves any number of threads.
+
+    Each search takes its own tantivy ``Searcher`` (an Arc clone, ~1 us) from
+    a reader with manual reload: the generation never changes, so there is
+    nothing to reload and no watcher thread. The fuzzy vocabulary index and
+    the decoded texts (regex) load on first use, under a lock.
+    """
 
     def __init__(self, directory: Path, main: tantivy.Index, corpus: Corpus) -> None:
         self.directory = directory
@@ -171,6 +181,7 @@ class FtsIndex:
         return cls(directory, main, Corpus(directory))
 
     def close(self) -> None:
+        """Release the memory map; only once no search is running on this instance."""
         self.corpus.close()
 
     def __len__(self) -> int:
@@ -199,8 +210,10 @@ class FtsIndex:
         if not planned:
             return []
         fields = _CS_FIELDS if case_sensitive else _CASE_FIELDS
-        tq = self._filtered(query.to_tantivy(planned, self._schema, fields), allowed)
-        ranked = self._top(tq, limit)
+        searcher = self._main.searcher()
+        idf = _idf(searcher) if expand is not None else None
+        tq = self._filtered(query.to_tantivy(planned, self._schema, fields, idf), allowed)
+        ranked = _top(searcher, tq, limit)
         hits: list[FtsHit] = []
         for score, row in ranked:
             if min_score is not None and score < min_score:
@@ -226,24 +239,6 @@ class FtsIndex:
             filt = (tantivy.Occur.MustNot, drop)
         return tantivy.Query.boolean_query([(tantivy.Occur.Must, q), filt])
 
-    def _top(self, q: tantivy.Query, limit: int) -> list[tuple[float, int]]:
-        """Top ``limit`` (score, row), ties broken by row whatever tantivy's doc order.
-
-        tantivy breaks score ties by its own doc address, which is not the row
-        order; so the window grows until no unseen document can tie with the
-        last one kept.
-        """
-        searcher = self._main.searcher()
-        window = 2 * limit + 8
-        while True:
-            found = searcher.search(q, window, count=False).hits
-            rows = searcher.fast_field_values("row", [addr for _, addr in found])
-            ranked = sorted(((float(s), int(r)) for (s, _), r in zip(found, rows, strict=True)),
-                            key=lambda sr: (-sr[0], sr[1]))
-            if len(found) < window or len(ranked) <= limit or ranked[limit - 1][0] > ranked[-1][0]:
-                return ranked[:limit]
-            window *= 4
-
     def _expander(self, case_sensitive: bool, distance: int) -> query.Expander:
         vocab = self._vocab_index()
         searcher = vocab.searcher()
@@ -261,7 +256,7 @@ class FtsIndex:
                 if isinstance(value, str):
                     found.add(value if case_sensitive else value.lower())
             ranked = sorted((query.edit_distance(term, t), t) for t in found)[:MAX_EXPANSIONS]
-            alts = {t: 1.0 / (1 + dist) for dist, t in ranked}
+            alts = {t: 0.5 ** dist for dist, t in ranked}  # each edit halves the weight
             alts.setdefault(term, 1.0)  # absent from the index: harmless, keeps phrases well-formed
             return alts
 
@@ -299,3 +294,32 @@ class FtsIndex:
                       start_line=meta.start_line, end_line=meta.start_line + n_lines - 1, text=text,
                       matches=highlight.line_matches(text, meta.start_line, spans),
                       snippet=highlight.snippet(text, meta.start_line, spans, snippet_lines))
+
+
+def _top(searcher: tantivy.Searcher, q: tantivy.Query, limit: int) -> list[tuple[float, int]]:
+    """Top ``limit`` (score, row), ties broken by row whatever tantivy's doc order.
+
+    tantivy breaks score ties by its own doc address, which is not the row
+    order; so the window grows until no unseen document can tie with the
+    last one kept.
+    """
+    window = 2 * limit + 8
+    while True:
+        found = searcher.search(q, window, count=False).hits
+        rows = searcher.fast_field_values("row", [addr for _, addr in found])
+        ranked = sorted(((float(s), int(r)) for (s, _), r in zip(found, rows, strict=True)),
+                        key=lambda sr: (-sr[0], sr[1]))
+        if len(found) < window or ranked[limit - 1][0] > ranked[-1][0]:
+            return ranked[:limit]
+        window *= 4
+
+
+def _idf(searcher: tantivy.Searcher) -> query.Idf:
+    """BM25 idf as tantivy computes it, from the same searcher the query runs on."""
+    n = searcher.num_docs
+
+    def idf(field: str, term: str) -> float | None:
+        df = searcher.doc_freq(field, term)
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5)) if df else None
+
+    return idf

@@ -113,29 +113,54 @@ def plan(clauses: Sequence[Clause], *, case_sensitive: bool, expand: Expander | 
     return out
 
 
-def to_tantivy(planned: Sequence[PlannedClause], schema: tantivy.Schema, fields: Fields) -> tantivy.Query:
-    """One disjunction over all clauses (the caller checks ``planned`` is not empty)."""
-    return _any([_clause_query(c, schema, fields) for c in planned])
+#: (field, term) -> the term's BM25 idf in that field, or None when absent.
+Idf = Callable[[str, str], "float | None"]
 
 
-def _clause_query(clause: PlannedClause, schema: tantivy.Schema, fields: Fields) -> tantivy.Query:
+def to_tantivy(planned: Sequence[PlannedClause], schema: tantivy.Schema, fields: Fields,
+               idf: Idf | None = None) -> tantivy.Query:
+    """One disjunction over all clauses (the caller checks ``planned`` is not empty).
+
+    ``idf`` (needed only for fuzzy alternatives) blends the alternatives of a
+    term, as Elasticsearch does: each is boosted to score with the idf of
+    the most frequent one. Otherwise a rare typo-neighbour (``slf``) would
+    outrank the common word the user meant (``self``) on idf alone; blended,
+    alternatives differ only by term frequency and their distance boost.
+    """
+    return _any([_clause_query(c, schema, fields, idf) for c in planned])
+
+
+def _clause_query(clause: PlannedClause, schema: tantivy.Schema, fields: Fields,
+                  idf: Idf | None) -> tantivy.Query:
     # (field, term) -> boost; a simple word is both "whole" and a one-part
     # sequence, and must not be counted twice.
     terms: dict[tuple[str, str], float] = {}
-    for term, boost in clause.whole.items():
-        for field in (fields.parts, fields.compound):
+
+    def add(alts: Alternatives, field: str) -> None:
+        for term, boost in _blended(alts, field, idf).items():
             terms[(field, term)] = max(boost, terms.get((field, term), 0.0))
+
+    for field in (fields.parts, fields.compound):
+        add(clause.whole, field)
     subqueries: list[tantivy.Query] = []
     if len(clause.seq) == 1:
-        for term, boost in clause.seq[0].items():
-            key = (fields.parts, term)
-            terms[key] = max(boost, terms.get(key, 0.0))
+        add(clause.seq[0], fields.parts)
     elif clause.seq:
         subqueries.append(_phrase(clause.seq, schema, fields.parts))
     for (field, term), boost in terms.items():
         q = tantivy.Query.term_query(schema, field, term, index_option="freq")
         subqueries.append(q if boost == 1.0 else tantivy.Query.boost_query(q, boost))
     return _any(subqueries)
+
+
+def _blended(alts: Alternatives, field: str, idf: Idf | None) -> Alternatives:
+    if idf is None or len(alts) <= 1:
+        return alts
+    known = {t: v for t in alts if (v := idf(field, t)) is not None}
+    if not known:
+        return {}
+    ref = min(known.values())  # lowest idf = most frequent alternative
+    return {t: alts[t] * ref / v for t, v in known.items()}
 
 
 def _phrase(seq: tuple[Alternatives, ...], schema: tantivy.Schema, field: str) -> tantivy.Query:
@@ -147,6 +172,8 @@ def _phrase(seq: tuple[Alternatives, ...], schema: tantivy.Schema, field: str) -
 
 
 def _any(queries: list[tantivy.Query]) -> tantivy.Query:
+    if not queries:
+        return tantivy.Query.empty_query()
     if len(queries) == 1:
         return queries[0]
     return tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in queries])
@@ -164,7 +191,7 @@ def max_distance(term: str, requested: int) -> int:
         return 0
     if n <= 5:
         return min(requested, 1)
-    return requested
+    return min(requested, 2)  # tantivy's automata stop at 2
 
 
 def edit_distance(a: str, b: str) -> int:

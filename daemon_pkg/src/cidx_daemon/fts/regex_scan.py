@@ -7,35 +7,37 @@ semantics (a match never spans lines; ``^``/``$`` are line edges), and a
 chunk scores the number of its matching lines.
 
 Matching every line of every chunk from Python costs ~1 s on the CPython
-stdlib; instead each chunk is driven from C to its candidate lines only:
+stdlib; instead the work is driven from C to candidate lines only:
 
-* *literal driver*: when every match must contain some literal text
-  (``required_literal``), ``str.find`` jumps between its occurrences (in
-  ``text.lower()`` for case-insensitive search on ASCII chunks) and only
-  those lines are tried -- also sidestepping ``re.IGNORECASE`` scans, which
-  are several times slower than case-sensitive ones;
-* *leftmost driver*: otherwise the regex scans the chunk itself; each hit's
-  line is checked on its own and the scan resumes at the next line. A line
-  with a match is never skipped: a per-line match is also a match of the
-  chunk at the same offset, because ``^``/``$`` (MULTILINE) and ``\\b`` see a
-  ``\\n`` like a string edge, so the leftmost chunk match starts no later;
-* patterns where that fails (``\\A``, ``\\Z``, negative look-arounds) and have no
-  literal try every line.
-
-A line is checked with ``rx.search(text, start, end)``: ``endpos`` makes the
-line end the string end; only ``\\A`` and look-behinds can see past ``start``,
-so for those the line is sliced out instead.
+* *literal*: when every match must contain some literal text
+  (``required_literal``), the corpus finds the chunks holding it in its raw
+  UTF-8 bytes (nothing decoded); in those, only the lines holding it (in
+  ``text.lower()`` for case-insensitive search) are searched, through C
+  iterators (``map``/``compress``), and a pattern that is only a literal
+  needs no regex at all. This also sidesteps ``re.IGNORECASE`` scans of
+  whole chunks, several times slower than case-sensitive ones;
+* *leftmost*: otherwise the regex scans the chunk itself; each hit's line
+  is checked on its own and the scan resumes at the next line. No matching
+  line is skipped: a per-line match is also a match of the chunk at the
+  same offset, because ``^``/``$`` (MULTILINE) and ``\\b`` see a ``\\n`` like
+  a string edge, so the leftmost chunk match starts no later. A line is
+  checked as ``rx.search(text, start, end)`` (``endpos`` makes the line end
+  the string end) or, for ``\\A`` and look-behinds, which see before
+  ``start``, as its own string;
+* patterns for which leftmost fails (``\\A``, ``\\Z``, negative
+  look-arounds) and that have no literal search every line.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import compress, repeat
 from typing import Any
 
 import numpy as np
 
+from . import analyzer
 from .corpus import Corpus
 
 try:  # the parser is private; without it we only lose the literal driver
@@ -61,6 +63,9 @@ class LineRegex:
     fold: bool  # case-insensitive: look for the literal in ``text.lower()``
     slice_lines: bool  # check a line as its own string (\\A, look-behind)
     leftmost_ok: bool  # the leftmost driver cannot skip a matching line
+    # The pattern is nothing but ``literal`` (no newline in it): a line
+    # matches iff it contains the literal, which C can count without re.
+    pure_literal: bool = False
 
 
 def compile_line_regex(pattern: str, *, case_sensitive: bool) -> LineRegex:
@@ -70,13 +75,14 @@ def compile_line_regex(pattern: str, *, case_sensitive: bool) -> LineRegex:
     except (re.error, OverflowError, RecursionError, ValueError) as exc:
         raise RegexError(f"invalid regular expression: {exc}") from None
     fold = bool(rx.flags & re.IGNORECASE)
-    literal = required_literal(rx)
+    literal, pure = _literals(rx)
     if literal is not None and fold:
         # Outside ASCII, re.IGNORECASE and str.lower disagree (e.g. "\u017f" ~ "s").
         literal = literal.lower() if literal.isascii() else None
     return LineRegex(rx=rx, literal=literal, fold=fold,
                      slice_lines=bool(_NEEDS_SLICE.search(pattern)),
-                     leftmost_ok=not _SKIPS_LINES.search(pattern))
+                     leftmost_ok=not _SKIPS_LINES.search(pattern),
+                     pure_literal=pure and literal is not None and "\n" not in literal)
 
 
 def required_literal(rx: re.Pattern[str]) -> str | None:
@@ -86,10 +92,15 @@ def required_literal(rx: re.Pattern[str]) -> str | None:
     literal there is mandatory; anything else (classes, repeats, branches,
     groups that change flags) ends a run.
     """
+    return _literals(rx)[0]
+
+
+def _literals(rx: re.Pattern[str]) -> tuple[str | None, bool]:
+    """``(required literal or None, the pattern is only that literal)``."""
     try:
         parsed = _sre_parse.parse(rx.pattern, rx.flags)
     except Exception:  # private API: any surprise just means "no literal driver"
-        return None
+        return None, False
     runs: list[str] = []
     current: list[str] = []
 
@@ -105,68 +116,59 @@ def required_literal(rx: re.Pattern[str]) -> str | None:
 
     walk(parsed)
     runs.append("".join(current))
-    return max(runs, key=len) or None
+    best = max(runs, key=len)
+    return (best or None), len(runs) == 1
 
 
-def line_bounds(text: str) -> Iterator[tuple[int, int]]:
-    """``(start, end)`` of each line, as ``analyzer.chunk_lines`` counts them."""
-    n = len(text)
-    start = 0
-    while True:
-        end = text.find("\n", start)
-        if end < 0:
-            if start < n or start == 0:
-                yield start, n
-            return
-        yield start, end
-        start = end + 1
-
-
-def matching_lines(lr: LineRegex, text: str) -> Iterator[tuple[int, int]]:
-    """``(start, end)`` of every line of ``text`` with a match, in order."""
-    rx, n = lr.rx, len(text)
-    if lr.slice_lines:
-        def check(a: int, b: int) -> bool:
-            return rx.search(text[a:b]) is not None
-    else:
-        def check(a: int, b: int) -> bool:
-            return rx.search(text, a, b) is not None
-    hay = None
+def count_matching_lines(lr: LineRegex, text: str) -> int:
+    """How many lines of ``text`` the pattern matches (grep semantics)."""
     if lr.literal is not None and (not lr.fold or text.isascii()):
-        hay = text.lower() if lr.fold else text
-    if hay is None and not lr.leftmost_ok:
-        yield from ((a, b) for a, b in line_bounds(text) if check(a, b))
-        return
+        # Literal driver, all C iterators: keep lines holding the literal,
+        # then (unless the pattern is just the literal) search each as a string.
+        if lr.pure_literal:  # (a final newline's empty "line" holds no literal)
+            return sum(map(str.__contains__, (text.lower() if lr.fold else text).split("\n"),
+                           repeat(lr.literal)))
+        lines = analyzer.chunk_lines(text)
+        hay = analyzer.chunk_lines(text.lower()) if lr.fold else lines
+        holds = map(str.__contains__, hay, repeat(lr.literal))
+        return sum(map(bool, map(lr.rx.search, compress(lines, holds))))
+    if not lr.leftmost_ok:
+        return sum(map(bool, map(lr.rx.search, analyzer.chunk_lines(text))))
+    return _count_leftmost(lr, text)
+
+
+def _count_leftmost(lr: LineRegex, text: str) -> int:
+    """Leftmost driver: jump from one matching line to the next (see module doc)."""
+    rx, n = lr.rx, len(text)
     phantom = n if text.endswith("\n") else n + 1  # the empty "line" after a final newline
-    pos = 0
+    count = pos = 0
     while pos <= n:
-        if hay is not None:
-            at = hay.find(lr.literal, pos)  # type: ignore[arg-type]
-        else:
-            m = rx.search(text, pos)
-            at = -1 if m is None else m.start()
-        if at < 0 or at >= phantom:
-            return
+        m = rx.search(text, pos)
+        if m is None or m.start() >= phantom:
+            break
+        at = m.start()
         start = text.rfind("\n", 0, at) + 1
         end = text.find("\n", at)
         end = n if end < 0 else end
-        if check(start, end):
-            yield start, end
+        line_match = rx.search(text[start:end]) if lr.slice_lines else rx.search(text, start, end)
+        if line_match is not None:
+            count += 1
         pos = end + 1
+    return count
 
 
 def scan(corpus: Corpus, lr: LineRegex, allowed: np.ndarray | None) -> list[tuple[int, int]]:
     """``(table position, number of matching lines)`` for every chunk with a matching line."""
+    texts = corpus.texts()  # decoded once per index, then shared by every regex search
     if lr.literal is not None:
         positions: list[int] = corpus.chunks_containing(lr.literal, fold=lr.fold)
     else:
-        corpus.texts()  # every chunk will be read: decode them all at once (kept)
-        positions = list(range(len(corpus)))
+        positions = list(range(len(texts)))
     if allowed is not None:
         positions = [k for k in positions if allowed[k]]
     out: list[tuple[int, int]] = []
     for k in positions:
-        count = sum(1 for _ in matching_lines(lr, corpus.text(k)))
+        count = count_matching_lines(lr, texts[k])
         if count:
             out.append((k, count))
     return out
