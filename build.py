@@ -664,7 +664,6 @@ def parser() -> argparse.ArgumentParser:
                             help="interpreter for venvs and shebangs (default: the binary running build.py)")
 
     top = argparse.ArgumentParser(prog="build.py", description=__doc__.split("\n\n")[0], parents=[common])
-    top.set_defaults(verbose=False, debug=False)
     sub = top.add_subparsers(dest="target", required=True, metavar="TARGET")
     b = sub.add_parser("build", parents=[common, python_opt],
                        help="dist/: cidx.pyz, the daemon wheel, wheelhouse/, cidx-daemon.pyz")
@@ -708,7 +707,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    OPTIONS.verbose, OPTIONS.debug = args.verbose, args.debug
+    # SUPPRESS defaults: -v/--debug are accepted before or after the target name.
+    OPTIONS.verbose, OPTIONS.debug = getattr(args, "verbose", False), getattr(args, "debug", False)
     try:
         return dispatch(args)
     except (BuildError, OSError) as exc:

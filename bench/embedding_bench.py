@@ -21,6 +21,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "daemon_pkg/src"))
 
@@ -53,6 +55,30 @@ def stdlib_chunks(count: int, size: int = 800) -> list[str]:
             if len(chunks) == count:
                 return chunks
     return chunks
+
+
+def padded_slots(chunks: list[str], batch: int) -> tuple[int, int, int]:
+    """Token slots the model computes (padding included) in caller order vs the embedder's
+    token-length sort, and the real tokens: what sorting saves, independent of load."""
+    from cidx_daemon.embedding.minilm import MAX_TOKENS, SORT_WINDOW_BATCHES
+    from cidx_daemon.embedding.model_files import locate_minilm
+
+    tokenizer = Tokenizer.from_file(str(locate_minilm().tokenizer))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(MAX_TOKENS)
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(chunks)]
+
+    def slots(order: list[int]) -> int:
+        groups = [order[i : i + batch] for i in range(0, len(order), batch)]
+        return sum(len(g) * max(lengths[j] for j in g) for g in groups)
+
+    window = batch * SORT_WINDOW_BATCHES
+    by_length = [
+        i
+        for first in range(0, len(chunks), window)
+        for i in sorted(range(first, min(first + window, len(chunks))), key=lambda i: lengths[i])
+    ]
+    return slots(list(range(len(chunks)))), slots(by_length), sum(lengths)
 
 
 def peak_rss_mb() -> float:
@@ -123,6 +149,14 @@ def main() -> None:
     from cidx_daemon.embedding import available_embedders
 
     print(f"python: {sys.executable} {sys.version.split()[0]}; load average {os.getloadavg()[0]:.1f}")
+    chunks = stdlib_chunks(args.chunks)
+    mixed = [c[: 60 + (i * 97) % 740] for i, c in enumerate(chunks)]  # 60..800 chars
+    for label, texts in (("~800-char chunks", chunks), ("60-800-char chunks", mixed)):
+        file_slots, sorted_slots, tokens = padded_slots(texts, args.batch)
+        print(
+            f"token slots for {label}: {file_slots} in file order, {sorted_slots} "
+            f"token-length-sorted ({tokens} real tokens)"
+        )
     for runtime in args.runtime or available_embedders():
         cmd = [sys.executable, __file__, "--child", "--runtime", runtime]
         cmd += ["--chunks", str(args.chunks), "--batch", str(args.batch), "--rounds", str(args.rounds)]

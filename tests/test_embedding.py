@@ -22,7 +22,7 @@ from cidx_daemon.embedding import (
     load_embedder,
 )
 from cidx_daemon.embedding.bert_onnx import read_safetensors
-from cidx_daemon.embedding.minilm import MAX_TOKENS
+from cidx_daemon.embedding.minilm import MAX_TOKENS, SORT_WINDOW_BATCHES
 from cidx_daemon.embedding.model_files import locate_minilm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +130,17 @@ def test_length_sorted_batching_keeps_caller_order(fp32: Embedder) -> None:
     alone = np.stack([fp32.embed_query(t) for t in texts])
     assert cosines(batched, alone).min() >= 0.99999
     assert calls == [3, 3, 1]
+
+
+def test_order_is_kept_across_sort_windows(fp32: Embedder) -> None:
+    # batch_size 1 sorts within windows of SORT_WINDOW_BATCHES texts: span three windows.
+    count = 2 * SORT_WINDOW_BATCHES + 5
+    texts = [f"value_{i} = compute({i})" + " + x" * ((i * 7) % 11) for i in range(count)]
+    calls: list[int] = []
+    batched = fp32.embed_documents(texts, batch_size=1, progress=calls.append)
+    alone = np.stack([fp32.embed_query(t) for t in texts])
+    assert cosines(batched, alone).min() >= 0.99999
+    assert calls == [1] * count
 
 
 def test_truncation_is_at_256_tokens_not_the_tokenizer_files_128(fp32: Embedder) -> None:

@@ -385,6 +385,6 @@ def _after(rec: Recovery, event) -> Recovery:
     return clone
 
 
-Invocations.TestCase.settings = settings(max_examples=300, stateful_step_count=120, deadline=None,
+Invocations.TestCase.settings = settings(max_examples=200, stateful_step_count=100, deadline=None,
                                          suppress_health_check=[HealthCheck.too_slow])
 TestInvocations = Invocations.TestCase

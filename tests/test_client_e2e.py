@@ -1,0 +1,247 @@
+"""The stdlib client against real daemon processes: auto-start, crash recovery
+(kill -9 three times), stale sockets, fallback, identical output in both modes,
+every flag end to end, concurrent cold starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import CLIENT_SRC, env, write_project
+
+from cidx import schema
+from cidx_daemon.indexer import index_project
+from cidx_daemon.shared import config as cfgmod
+
+BIN = os.path.dirname(sys.executable)  # the venv's bin: cidx-daemon lives here
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    root = write_project(tmp_path_factory.mktemp("template"))
+    index_project(cfgmod.init_project(root))
+    return root
+
+
+@pytest.fixture()
+def project(template: Path, tmp_path: Path):
+    root = tmp_path / "proj"
+    shutil.copytree(template, root, symlinks=True)
+    yield root
+    cidx("daemon", "stop", cwd=root)
+    for pid in daemon_pids(root):
+        os.kill(pid, signal.SIGKILL)
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    e = env(**extra)
+    e["PYTHONPATH"] = str(CLIENT_SRC)  # the client sees only itself, as in the zipapp
+    e["PATH"] = BIN + os.pathsep + e.get("PATH", "")
+    return e
+
+
+def cidx(*args: str, cwd: Path, env_: dict | None = None,
+         timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cidx", *args], cwd=cwd, env=env_ or client_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def daemon_pids(root: Path) -> list[int]:
+    """Live daemon processes serving this project (from /proc, not from the socket)."""
+    config = str(root / ".code-indexer" / "config.json")
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and b"serve" in argv and config.encode() in argv:
+            pids.append(int(entry))
+    return pids
+
+
+def status(root: Path) -> dict:
+    return json.loads(cidx("daemon", "status", "--json", cwd=root).stdout)
+
+
+def kill_daemon(root: Path) -> int:
+    pid = status(root)["daemon"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid in daemon_pids(root) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return pid
+
+
+def test_first_query_starts_the_daemon(project: Path) -> None:
+    assert status(project)["state"] == "absent"
+    proc = cidx("query", "urlopen", "--fts", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("✓ Query completed in ") and "net/fetch.py" in proc.stdout
+    assert proc.stderr == ""
+    st = status(project)
+    assert st["state"] == "running" and len(daemon_pids(project)) == 1
+    sock = project / ".code-indexer" / "daemon.sock"
+    assert oct(os.stat(sock).st_mode & 0o777) == "0o600"
+
+
+def test_kill_9_three_times_restarts_twice_then_falls_back(project: Path) -> None:
+    assert cidx("query", "backoff", "--fts", cwd=project).returncode == 0
+    for attempt in (1, 2):
+        old = kill_daemon(project)
+        proc = cidx("query", "backoff", "--fts", cwd=project)
+        assert proc.returncode == 0 and "net/fetch.py" in proc.stdout
+        assert f"⚠️ Daemon crashed, attempting restart ({attempt}/2)" in proc.stderr
+        new = status(project)["daemon"]["pid"]
+        assert new != old and daemon_pids(project) == [new]
+    kill_daemon(project)
+    proc = cidx("query", "backoff", "--fts", cwd=project)
+    assert proc.returncode == 0 and "net/fetch.py" in proc.stdout
+    assert "ℹ️ Daemon unavailable after 2 restart attempts, using standalone mode" in proc.stderr
+    assert "Reason: " in proc.stderr and "daemon.log" in proc.stderr
+    assert "Tip: Check daemon with 'cidx daemon status'" in proc.stderr
+    assert daemon_pids(project) == []
+    # an explicit start forgives the crashes: queries are served by the daemon again
+    assert cidx("daemon", "start", cwd=project).returncode == 0
+    proc = cidx("query", "backoff", "--fts", "--json", cwd=project)
+    assert proc.stderr == "" and json.loads(proc.stdout)["served_by"] == "daemon"
+
+
+def test_stale_socket_is_cleaned_and_served(project: Path) -> None:
+    path = project / ".code-indexer" / "daemon.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()  # a socket file nobody listens on: what kill -9 leaves behind
+    assert status(project)["state"] == "stale"
+    proc = cidx("query", "backoff", "--fts", "--json", cwd=project)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["served_by"] == "daemon"
+    assert status(project)["state"] == "running"
+
+
+def test_app_error_never_restarts_the_daemon(project: Path) -> None:
+    assert cidx("daemon", "start", cwd=project).returncode == 0
+    pid = status(project)["daemon"]["pid"]
+    for args in (["(", "--regex"], ["x", "--language", "klingon"]):
+        proc = cidx("query", *args, cwd=project)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+        assert "restart" not in proc.stderr and "Traceback" not in proc.stderr
+    assert status(project)["daemon"]["pid"] == pid
+
+
+def _strip_timing(text: str) -> str:
+    first, _, rest = text.partition("\n")
+    assert first.startswith("✓ Query completed in ")
+    return rest
+
+
+@pytest.mark.parametrize("mode", [["--fts"], [], ["--fts", "--semantic"]])
+def test_output_is_identical_in_daemon_and_standalone_mode(project: Path, mode: list[str]) -> None:
+    args = ["query", "open a url with a timeout", *mode, "--limit", "3"]
+    daemon_human = cidx(*args, cwd=project)
+    daemon_json = json.loads(cidx(*args, "--json", cwd=project).stdout)
+    assert cidx("config", "--no-daemon", cwd=project).returncode == 0
+    assert daemon_pids(project) == []  # disabling stops the daemon
+    alone_human = cidx(*args, cwd=project)
+    alone_json = json.loads(cidx(*args, "--json", cwd=project).stdout)
+    assert alone_human.stderr == ""  # disabled: standalone without warnings
+    assert _strip_timing(daemon_human.stdout) == _strip_timing(alone_human.stdout)
+    assert daemon_json["served_by"] == "daemon" and alone_json["served_by"] == "standalone"
+    for doc in (daemon_json, alone_json):
+        doc.pop("served_by")
+        doc.pop("timing_ms")
+    assert daemon_json == alone_json
+    assert daemon_pids(project) == []
+
+
+FLAG_VALUES = {
+    "fts": [], "semantic": [], "limit": ["3"], "language": ["python"], "exclude_language": ["js"],
+    "path_filter": ["net/*"], "exclude_path": ["docs/"], "min_score": ["0.01"],
+    "case_sensitive": [], "fuzzy": [], "edit_distance": ["2"], "regex": [], "snippet_lines": ["1"],
+}
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["daemon", "standalone"])
+def test_every_flag_reaches_the_engine(project: Path, enabled: bool) -> None:
+    assert set(FLAG_VALUES) == {o.key for o in schema.QUERY_OPTIONS}, "a flag has no end-to-end test"
+    if not enabled:
+        assert cidx("config", "--no-daemon", cwd=project).returncode == 0
+    for opt in schema.QUERY_OPTIONS:
+        argv = [opt.flag, *FLAG_VALUES[opt.key]]
+        if opt.key in ("case_sensitive", "fuzzy", "edit_distance", "regex"):
+            argv.append("--fts")
+        query = "fetch.*timeout" if opt.key == "regex" else "fetch timeout"
+        proc = cidx("query", query, *argv, "--json", cwd=project)
+        assert proc.returncode == 0, (opt.flag, proc.stderr)
+        doc = json.loads(proc.stdout)
+        expected = schema.request_from_namespace(_parse(["query", query, *argv]))
+        assert doc["request"] == expected, opt.flag
+        assert doc["served_by"] == ("daemon" if enabled else "standalone")
+        value = expected[opt.key]
+        assert value != opt.default or opt.key == "fuzzy", opt.flag
+
+
+def _parse(argv: list[str]):
+    from cidx.cli import build_parser
+
+    return build_parser().parse_args(argv)
+
+
+def test_twenty_concurrent_cold_queries_start_one_daemon(project: Path) -> None:
+    procs = [subprocess.Popen([sys.executable, "-m", "cidx", "query", "backoff", "--fts", "--json"],
+                              cwd=project, env=client_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(20)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert "net/fetch.py" in out
+    assert len(daemon_pids(project)) == 1
+    served = [json.loads(out)["served_by"] for out, _ in outs]
+    assert served.count("daemon") == 20
+
+
+def test_missing_daemon_package_is_one_line(project: Path) -> None:
+    e = client_env()
+    e["PATH"] = "/usr/bin:/bin"
+    proc = cidx("query", "backoff", "--fts", cwd=project, env_=e)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not installed" in lines[0] and "build.py install" in lines[0]
+
+
+def test_query_path_imports_only_the_client(project: Path) -> None:
+    assert cidx("daemon", "start", cwd=project).returncode == 0
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "cidx", "query", "backoff", "--fts"],
+                          cwd=project, env=client_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "cidx.cli" in imported and "cidx.rpc_client" in imported
+    heavy = {m for m in imported if m.split(".")[0] in ("cidx_daemon", "rpyc", "rich", "numpy", "subprocess")}
+    assert heavy == set()
+
+
+def test_query_from_a_subdirectory_finds_the_project(project: Path) -> None:
+    proc = cidx("query", "bubble", "--fts", "--json", cwd=project / "util")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["results"][0]["path"] == "util/sorting.py"
+
+
+def test_usage_errors(project: Path, tmp_path: Path) -> None:
+    proc = cidx("query", "x", "--limit", "zero", cwd=project)
+    assert proc.returncode == 2 and "whole number" in proc.stderr
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    proc = cidx("query", "x", cwd=elsewhere)
+    assert proc.returncode == 2 and "cidx init" in proc.stderr and "Traceback" not in proc.stderr
