@@ -8,9 +8,10 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from cidx_daemon.chunking import Chunk, chunk_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from cidx_daemon.chunking import Chunk, chunk_text
 
 
 def file_lines(text: str) -> list[str]:

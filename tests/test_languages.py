@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from cidx_daemon.languages import (
     LANGUAGES,
     TEXT,
@@ -10,8 +13,6 @@ from cidx_daemon.languages import (
     language_for_path,
     resolve_languages,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 REQUIRED = (
     "python", "javascript", "typescript", "c", "cpp", "csharp", "go", "rust", "java", "kotlin",

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from cidx_daemon.walk import SourceFile, content_hash, read_source, walk_project
 
 NOBODY = 65534

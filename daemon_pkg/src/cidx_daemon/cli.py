@@ -65,9 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("clean", help="delete the index (keeps config.json)")
     s.add_argument("--all", action="store_true", help="delete the whole .code-indexer directory")
 
-    from .daemon.server import add_serve_subcommand
-
-    add_serve_subcommand(sub)
+    # Defined here, not in daemon.server: importing the server pulls in rpyc, which
+    # every one-shot command (a standalone query above all) would then pay for.
+    s = sub.add_parser("serve", help="run the warm per-project daemon (usually started by cidx)")
+    s.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                   help="path to .code-indexer/config.json (default: nearest one above the cwd)")
+    s.add_argument("--detach", action="store_true",
+                   help="run in the background; return once the socket accepts connections")
+    s.add_argument("--ready-fd", type=int, default=None, metavar="FD",
+                   help="write one readiness line ('ready PID' / 'running ...' / 'error ...') to FD")
     return p
 
 

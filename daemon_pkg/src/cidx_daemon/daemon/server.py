@@ -329,19 +329,6 @@ def _run(config_path: Path, cfg: dict[str, Any], *, ready_fd: int | None, detach
 # --------------------------------------------------------------------------- CLI glue
 
 
-def add_serve_subcommand(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``serve`` on the cidx-daemon CLI (the lead's cli.py calls this)."""
-    p = subparsers.add_parser("serve", help="run the warm per-project daemon (usually started by cidx)")
-    # SUPPRESS: do not clobber a top-level --config given before the subcommand
-    p.add_argument("--config", type=Path, default=argparse.SUPPRESS,
-                   help="path to .code-indexer/config.json (default: nearest one above the cwd)")
-    p.add_argument("--detach", action="store_true",
-                   help="run in the background; return once the socket accepts connections")
-    p.add_argument("--ready-fd", type=int, default=None, metavar="FD",
-                   help="write one readiness line ('ready PID' / 'running ...' / 'error ...') to FD")
-    return p
-
-
 def run_serve(args: argparse.Namespace) -> int:
     config = getattr(args, "config", None)
     if config is None:

@@ -43,7 +43,7 @@ def available_embedders() -> list[str]:
 
 
 def load_embedder(name: str = DEFAULT_EMBEDDER, *, threads: int | None = None) -> Embedder:
-    """Load embedder `name` (slow: ~0.5 s; keep the result for the life of the process).
+    """Load embedder `name` (slow: ~1 s; keep the result for the life of the process).
 
     `threads` caps onnxruntime's intra-op threads (default: min(2, cores)).
     Raises EmbedderError, whose one-line message says what to install, when

@@ -21,12 +21,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .base import EmbedderError, ProgressCallback
 from .bert_onnx import BertGraph, build_bert_onnx
 from .model_files import MiniLMFiles, locate_minilm, locate_minilm_int8
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+    from tokenizers import Tokenizer
 
 #: sentence-transformers' max_seq_length for this model (tokens, [CLS] and [SEP] included).
 #: The shipped tokenizer.json says 128, which would silently drop half of a long chunk.
@@ -44,7 +49,7 @@ def default_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _session(model: BertGraph | Path, threads: int):  # -> onnxruntime.InferenceSession
+def _session(model: BertGraph | Path, threads: int) -> InferenceSession:
     """A CPU session; onnxruntime is imported here so listing embedders stays cheap."""
     try:
         import onnxruntime as ort
@@ -68,7 +73,7 @@ def _session(model: BertGraph | Path, threads: int):  # -> onnxruntime.Inference
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def _tokenizer(path: Path):  # -> tokenizers.Tokenizer
+def _tokenizer(path: Path) -> Tokenizer:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(path))
@@ -93,7 +98,7 @@ class OnnxMiniLMEmbedder:
 
     dim: int = DIM
 
-    def __init__(self, name: str, session, tokenizer) -> None:
+    def __init__(self, name: str, session: InferenceSession, tokenizer: Tokenizer) -> None:
         self.name = name
         self._session = session
         self._tokenizer = tokenizer
