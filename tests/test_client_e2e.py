@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import CLIENT_SRC, env, write_project
 
 from cidx import schema
 from cidx_daemon.indexer import index_project
 from cidx_daemon.shared import config as cfgmod
+from helpers import CLIENT_SRC, env, write_project
 
 BIN = os.path.dirname(sys.executable)  # the venv's bin: cidx-daemon lives here
 

@@ -11,6 +11,15 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from cidx_daemon.daemon.detach import exit_code_for, parse_ready_line
+from cidx_daemon.daemon.idle import check_interval, idle_decision
+from cidx_daemon.daemon.socket_setup import (
+    MAX_SUN_PATH,
+    classify_connect_error,
+    decide_existing,
+    probe,
+)
 from daemon_helpers import (
     DEADLINE_S,
     build_indexed_project,
@@ -26,15 +35,6 @@ from daemon_helpers import (
     socket_path,
     start_detached,
     wait_for,
-)
-
-from cidx_daemon.daemon.detach import exit_code_for, parse_ready_line
-from cidx_daemon.daemon.idle import check_interval, idle_decision
-from cidx_daemon.daemon.socket_setup import (
-    MAX_SUN_PATH,
-    classify_connect_error,
-    decide_existing,
-    probe,
 )
 
 

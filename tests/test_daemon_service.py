@@ -10,6 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from rpyc.utils.authenticators import AuthenticationError
+
+from cidx_daemon.daemon.idle import ActivityTracker
+from cidx_daemon.daemon.peer import PeerUidAuthenticator, peer_allowed, peer_credentials
+from cidx_daemon.daemon.service import CidxService, DaemonInfo
 from daemon_helpers import (
     build_indexed_project,
     connect,
@@ -19,11 +24,6 @@ from daemon_helpers import (
     rpc,
     start_detached,
 )
-from rpyc.utils.authenticators import AuthenticationError
-
-from cidx_daemon.daemon.idle import ActivityTracker
-from cidx_daemon.daemon.peer import PeerUidAuthenticator, peer_allowed, peer_credentials
-from cidx_daemon.daemon.service import CidxService, DaemonInfo
 
 
 @pytest.fixture(scope="module")

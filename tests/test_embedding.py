@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embedding_reference import numpy_minilm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +23,7 @@ from cidx_daemon.embedding import (
 from cidx_daemon.embedding.bert_onnx import read_safetensors
 from cidx_daemon.embedding.minilm import MAX_TOKENS, SORT_WINDOW_BATCHES
 from cidx_daemon.embedding.model_files import locate_minilm
+from embedding_reference import numpy_minilm
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = json.loads((ROOT / "tests/fixtures/minilm_reference.json").read_text(encoding="utf-8"))

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import PYTHON, daemon_cli, env, write_project
 
 from cidx_daemon.engine import Engine
 from cidx_daemon.generations import IndexLockedError, current_name, index_lock
 from cidx_daemon.indexer import index_project
 from cidx_daemon.shared import config as cfgmod
+from helpers import PYTHON, daemon_cli, env, write_project
 
 
 @pytest.fixture(scope="module")

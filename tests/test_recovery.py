@@ -155,6 +155,12 @@ def test_first_use_starts_the_daemon_waits_for_it_and_spends_no_budget():
     assert actions[-1] == Done(result=RESULT, reset_budget=False)  # nothing to clear
 
 
+def test_each_restart_starts_the_delays_from_the_first():
+    actions = run(new(), [*KILLED_9, DaemonReady(), ConnectRefused("refused"), ConnectRefused("refused"),
+                          *HEALTHY])
+    assert [a.delay_ms for a in actions if isinstance(a, Connect)] == [0, *DELAYS, 0, 100, 500]
+
+
 def test_start_failures_spend_the_budget_then_fall_back():
     actions = run(new(), [SocketAbsent(), StartFailed("exit status 1"),
                           StartFailed("exit status 1"), StartFailed("exit status 1")])

@@ -5,12 +5,14 @@ rpyc may be imported here (tests are not the client); the client modules may not
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,7 +70,7 @@ def same(a: object, b: object) -> bool:
     if type(a) is complex:
         return same(a.real, b.real) and same(a.imag, b.imag)
     if type(a) is tuple:
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if type(a) is slice:
         return same((a.start, a.stop, a.step), (b.start, b.stop, b.step))
     return a == b
@@ -199,7 +201,7 @@ def test_decoder_splits_rpyc_frames_at_any_cut(items: list[bytes], cuts: list[in
     points = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
     decoder = w.FrameDecoder()
     out: list[bytes] = []
-    for start, end in zip(points, points[1:]):
+    for start, end in itertools.pairwise(points):
         out.extend(decoder.feed(wire[start:end]))
     assert out == items
     assert decoder.buffered == 0
@@ -302,7 +304,15 @@ DAEMON_CONFIG = {
     "include_local_traceback": False,
     "allow_all_attrs": False,
     "bind_threads": False,
+    # A Connection's __del__ sends CLOSE and waits for a reply that never comes here.
+    "sync_request_timeout": 0.5,
 }
+
+
+def shut(conn: Connection, channel: QueueChannel) -> None:
+    """Close without the 30 s wait rpyc's close() does for an unanswered CLOSE."""
+    channel.closed = True  # send() now raises EOFError, which close() swallows
+    conn.close()
 
 
 class Peer:
@@ -312,6 +322,9 @@ class Peer:
         self.channel = QueueChannel()
         self.conn = EchoService()._connect(self.channel, DAEMON_CONFIG)
 
+    def close(self) -> None:
+        shut(self.conn, self.channel)
+
     def ask(self, payload: bytes) -> tuple[int, int, object]:
         self.channel.inbound.append(payload)
         assert self.conn.serve(0)
@@ -319,8 +332,10 @@ class Peer:
 
 
 @pytest.fixture
-def peer() -> Peer:
-    return Peer()
+def peer() -> Iterator[Peer]:
+    p = Peer()
+    yield p
+    p.close()
 
 
 def _root(peer: Peer) -> w.RemoteRef:
@@ -335,6 +350,7 @@ def test_getroot_matches_what_rpyc_sends() -> None:
     conn._async_request(consts.HANDLE_GETROOT)
     conn._async_request(consts.HANDLE_CLOSE)
     assert channel.outbound == [w.build_getroot(0), w.build_close(1)]
+    shut(conn, channel)
 
 
 def test_getroot_returns_a_reference(peer: Peer) -> None:
@@ -346,10 +362,13 @@ def test_getroot_returns_a_reference(peer: Peer) -> None:
 @settings(max_examples=50)
 def test_callattr_echoes_every_brine_value(value: object) -> None:
     peer = Peer()
-    root = _root(peer)
-    msg_type, seq, body = peer.ask(w.build_callattr(5, root, "echo", (value,)))
-    assert (msg_type, seq) == (w.MSG_REPLY, 5)
-    assert same(w.decode_reply(msg_type, body), value)
+    try:
+        root = _root(peer)
+        msg_type, seq, body = peer.ask(w.build_callattr(5, root, "echo", (value,)))
+        assert (msg_type, seq) == (w.MSG_REPLY, 5)
+        assert same(w.decode_reply(msg_type, body), value)
+    finally:
+        peer.close()
 
 
 def test_callattr_with_kwargs(peer: Peer) -> None:
@@ -406,8 +425,11 @@ def _answer_server_request(handler: int, *args: object) -> object:
     reply, close_now = w.answer_request(seq, body)
     assert not close_now and reply is not None
     channel.inbound.append(reply)
-    conn.serve(0)
-    return result.value
+    try:
+        conn.serve(0)
+        return result.value
+    finally:
+        shut(conn, channel)
 
 
 def test_server_ping_is_echoed() -> None:
@@ -467,7 +489,7 @@ def test_client_imports_only_its_own_modules() -> None:
     )
     client_root = Path(__file__).resolve().parent.parent / "client_zipapp"
     out = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(client_root)!r}); {code}"],
+        [sys.executable, "-I", "-B", "-c", f"import sys; sys.path.insert(0, {str(client_root)!r}); {code}"],
         capture_output=True,
         text=True,
         check=True,

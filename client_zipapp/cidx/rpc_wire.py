@@ -335,7 +335,7 @@ def load(data: bytes) -> object:
     Stricter than rpyc: trailing bytes are an error (a real message never has
     them, so they mean a framing bug).
     """
-    if not isinstance(data, (bytes, bytearray)):
+    if type(data) is not bytes:
         data = bytes(data)
     obj, pos = _load(data, 0, 0)
     if pos != len(data):
@@ -471,7 +471,10 @@ def parse_message(payload: bytes) -> tuple[int, int, object]:
     msg_type = payload[0]
     if msg_type not in (MSG_REQUEST, MSG_REPLY, MSG_EXCEPTION):
         raise ProtocolError(f"message: unknown type {msg_type}")
-    body = load(payload[1:])
+    # Parse in place: slicing off the type byte would copy a multi-megabyte reply.
+    body, end = _load(payload, 1, 0)
+    if end != len(payload):
+        raise ProtocolError(f"message: {len(payload) - end} trailing bytes")
     if type(body) is not tuple or len(body) != 2 or type(body[0]) is not int:
         raise ProtocolError("message: body is not (seq, args)")
     return msg_type, body[0], body[1]
