@@ -29,7 +29,9 @@ def probe(config_path: Path) -> tuple[str, dict | None, str]:
     except TransportError as exc:
         if exc.kind == "absent":
             return "absent", None, ""
-        return "stale", None, str(exc)
+        if exc.kind == "refused":  # a socket file nobody listens on
+            return "stale", None, str(exc)
+        return "unhealthy", None, str(exc)  # busy (full backlog) or not ours
     try:
         with conn:
             hello = json.loads(conn.call("hello", PROTOCOL_VERSION, timeout=10.0))
@@ -54,7 +56,10 @@ def run(action: str, config_path: Path, cfg: dict, *, as_json: bool = False) -> 
 def start(config_path: Path, cfg: dict) -> int:
     state, info, _ = probe(config_path)
     budget = cfgmod.config_dir(config_path) / cfgmod.BUDGET_NAME
-    restart_budget.save_budget(budget, [])  # an explicit start forgives earlier crashes
+    try:
+        restart_budget.clear_budget(budget)  # an explicit start forgives earlier crashes
+    except OSError:
+        pass
     if state == "running":
         print(f"Daemon already running (pid {_pid(info)})")
         return 0
@@ -77,10 +82,12 @@ def stop(config_path: Path, *, quiet: bool = False, timeout: float = 15.0) -> bo
     try:
         conn = connect(sock, CONNECT_TIMEOUT_S)
     except TransportError as exc:
-        if exc.kind != "absent":
+        if exc.kind == "refused":  # only a refused connect proves nobody listens
             _unlink(sock)
             if not quiet:
-                print(f"Daemon not running; removed a stale socket ({exc.kind})")
+                print("Daemon not running; removed a stale socket")
+        elif exc.kind != "absent":
+            raise RuntimeError(f"cannot reach the daemon to stop it: {exc}") from None
         elif not quiet:
             print("Daemon not running")
         return False

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import config as cfgmod
 from . import recovery as rc
-from .restart_budget import load_budget, save_budget
+from .restart_budget import clear_budget, load_budget, save_budget
 from .rpc_client import ProtocolError, RemoteError, TransportError, connect
 from .schema import PROTOCOL_VERSION
 
@@ -66,7 +66,7 @@ def query_via_daemon(cfg: dict, config_path: Path, req: dict) -> dict:
         driver.close()
     if isinstance(action, rc.Done):
         if action.reset_budget:
-            save_budget(budget_path, [])
+            _quietly(clear_budget, budget_path)
         return action.result if action.result is not None else action.error
     assert isinstance(action, rc.RunStandalone)
     if action.message:
@@ -74,6 +74,14 @@ def query_via_daemon(cfg: dict, config_path: Path, req: dict) -> dict:
     from .standalone import run_query
 
     return run_query(cfg, config_path, req)
+
+
+def _quietly(func, *args) -> None:  # type: ignore[no-untyped-def]
+    """Budget bookkeeping must never fail a query (a read-only .code-indexer, say)."""
+    try:
+        func(*args)
+    except OSError:
+        pass
 
 
 class _Driver:
@@ -103,7 +111,7 @@ class _Driver:
             return self._start()
         if isinstance(action, rc.RestartDaemon):
             sys.stderr.write(action.message + "\n")
-            save_budget(budget_path, list(action.budget))
+            _quietly(save_budget, budget_path, list(action.budget))
             self._stop_old()
             return self._start()
         raise AssertionError(f"unexpected action {action!r}")
@@ -139,6 +147,9 @@ class _Driver:
         except TransportError as exc:
             return rc.ConnectionLost(str(exc), timed_out=exc.kind == "timeout")
         except (RemoteError, ProtocolError) as exc:
+            # The service turns every engine failure into an error document, so an
+            # exception here means the daemon itself is broken (or too old to have
+            # the method): replacing it is the right cure.
             return rc.ConnectionLost(f"daemon failed: {exc}")
         try:
             doc = json.loads(text)

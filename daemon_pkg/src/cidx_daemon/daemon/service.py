@@ -47,6 +47,9 @@ PROTOCOL_CONFIG: dict[str, Any] = {
     "instantiate_custom_exceptions": False,
     "instantiate_oldstyle_exceptions": False,
     "sync_request_timeout": SYNC_REQUEST_TIMEOUT_S,
+    # rpyc reads RPYC_BIND_THREADS from the environment by default; that mode adds
+    # 16 bytes to every message, which the stdlib client does not speak. Pin it.
+    "bind_threads": False,
 }
 
 
