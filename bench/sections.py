@@ -167,12 +167,17 @@ def startup(ctx: Context, runs: int) -> tuple[Section, list[Result]]:
         f"{floor.stats().n} runs each, interleaved; interpreter {py} (-I -S, as the zipapp's shebang).",
         f"cidx is {cidx}, shebang `{ctx.install.shebang()}`.",
         "The first-RPC time comes from bench/probe_client.py (a socket subclass records the first "
-        f"send; the client is not modified); the probe itself costs {ms(overhead.median)} ms "
-        f"(probe --version − cidx --version, paired, min {ms(overhead.min)}, max {ms(overhead.max)}).",
+        "send; the client is not modified). What the probe adds, probe --version − cidx --version "
+        f"paired per round: {_signed(overhead.median)} ms (min {_signed(overhead.min)}, "
+        f"max {_signed(overhead.max)}).",
     ]
     section.data = {"rows": {r.command.name: _result_json(r) for r in results},
                     "probe_overhead": overhead.to_json()}
     return section.finish(), results
+
+
+def _signed(value: float) -> str:
+    return ("−" if value < 0 else "") + ms(abs(value))
 
 
 def breakdown(startup_results: list[Result]) -> Section:
@@ -219,9 +224,12 @@ def warm_queries(ctx: Context, runs: int, modes: Sequence[str]) -> tuple[Section
     """End-to-end queries: daemon, standalone, cidx-daemon direct, rg, grep, interleaved per query."""
     section = Section("warm_queries", "Warm queries end to end (process start → output printed)")
     by_mode: dict[str, dict] = {}
+    hits: dict[str, int] = {}
     for mode in modes:
         say(f"    {mode} queries")
-        by_mode[mode] = {text: _one_query(ctx, mode, text, runs) for text in QUERIES[mode]}
+        by_mode[mode] = {}
+        for text in QUERIES[mode]:
+            by_mode[mode][text], hits[f"{mode}: {text}"] = _one_query(ctx, mode, text, runs)
         section.tables.append(f"**{mode}**\n\n" + _mode_table(by_mode[mode]))
     section.notes += [
         f"{runs} interleaved runs per command per query (plus one warm-up round), median (min–max) ms; "
@@ -236,10 +244,11 @@ def warm_queries(ctx: Context, runs: int, modes: Sequence[str]) -> tuple[Section
     section.data = {mode: {text: {tool: _result_json(r) for tool, r in per_tool.items()}
                            for text, per_tool in queries.items()}
                     for mode, queries in by_mode.items()}
+    section.data["cidx_result_counts"] = hits
     return section.finish(), by_mode
 
 
-def _one_query(ctx: Context, mode: str, text: str, runs: int) -> dict[str, Result]:
+def _one_query(ctx: Context, mode: str, text: str, runs: int) -> tuple[dict[str, Result], int]:
     env = child_env()
     hits = result_count(ctx.project, mode, text, "daemon")
     result_count(ctx.twin, mode, text, "standalone")
@@ -250,9 +259,7 @@ def _one_query(ctx: Context, mode: str, text: str, runs: int) -> dict[str, Resul
     ]
     if mode == "fts":
         commands += search_tools(ctx, text, ctx.project.root)
-    results = {r.command.name: r for r in interleave(commands, runs)}
-    results[DAEMON].extra["results"] = [float(hits)] * runs
-    return results
+    return {r.command.name: r for r in interleave(commands, runs)}, hits
 
 
 def _mode_table(queries: dict[str, dict[str, Result]]) -> str:
@@ -367,8 +374,8 @@ def large_corpus(ctx: Context, large: Project, record: dict, runs: int,
         "`cidx-daemon index` cannot skip embedding (hours at this size), so this index was built by "
         "bench/fts_only_index.py: the real indexer with an embedder that returns zero vectors. The FTS "
         "index is the real one; semantic search on it would be meaningless and is not measured.",
-        f"FTS-only index build: {stats['chunks']} chunks, walk+chunk {timings['walk_chunk']:.1f} s, "
-        f"FTS {timings['fts']:.1f} s, total {timings['total']:.1f} s"
+        f"FTS-only index build: {stats['chunks']} chunks, walk+chunk {secs(timings['walk_chunk'])}, "
+        f"FTS {secs(timings['fts'])}, total {secs(timings['total'])}"
         + (" (cached from an earlier run)" if record.get("cached") else "") + "; daemon RSS "
         + (f"{rss / 1024:.0f} MiB" if rss else "unknown") + " after these queries.",
         f"{runs} interleaved runs per command per query.",
@@ -403,9 +410,9 @@ def indexing(ctx: Context, record: dict, runs: int, rss: dict[str, int | None]) 
     chunks = stats["chunks"]
     full_rows = [
         ["files / chunks", f"{stats['files']} / {chunks}"],
-        ["walk + chunk", f"{timings['walk_chunk']:.1f} s"],
-        ["embed", f"{timings['embed']:.1f} s ({chunks / max(timings['embed'], 1e-9):.1f} chunks/s)"],
-        ["FTS build", f"{timings['fts']:.1f} s"],
+        ["walk + chunk", secs(timings["walk_chunk"])],
+        ["embed", f"{secs(timings['embed'])} ({chunks / max(timings['embed'], 1e-9):.1f} chunks/s)"],
+        ["FTS build", secs(timings["fts"])],
         ["total (indexer) / wall (process)",
          f"{timings['total']:.1f} s / {record['wall_s']:.1f} s "
          f"({chunks / max(timings['total'], 1e-9):.1f} chunks/s overall)"],
@@ -429,13 +436,18 @@ def indexing(ctx: Context, record: dict, runs: int, rss: dict[str, int | None]) 
     size_rows += [[f"daemon {key} after the query benchmarks", f"{kb / 1024:.0f} MiB" if kb else "unknown"]
                   for key, kb in rss.items()]
     section.tables.append(table(["size", "value"], size_rows))
-    section.notes.append(f"{runs} rounds of touch / edit / revert, in that order: touch changes only the "
+    section.notes.append(f"{runs} round(s) of touch / edit / revert, in that order: touch changes only the "
                          "mtime (hash unchanged: nothing re-embedded); edit appends a comment line; revert "
                          "restores the file. Every run rewrites the whole FTS index of the new generation.")
     section.data = {"full": record, "incremental": incremental,
                     "size": {"index_dir_du_bytes": allocated, "index_dir_apparent_bytes": apparent,
                              "current_generation_bytes": current}, "daemon": rss}
     return section.finish()
+
+
+def secs(value: float) -> str:
+    """Seconds, or milliseconds below one second (a small corpus walks in a few ms)."""
+    return f"{value:.1f} s" if value >= 1 else f"{value * 1000:.0f} ms"
 
 
 def pick_file(root: Path) -> Path:

@@ -245,3 +245,17 @@ def test_usage_errors(project: Path, tmp_path: Path) -> None:
     elsewhere.mkdir()
     proc = cidx("query", "x", cwd=elsewhere)
     assert proc.returncode == 2 and "cidx init" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_project_path_longer_than_a_unix_socket_path(template: Path, tmp_path: Path) -> None:
+    deep = tmp_path / ("a-rather-long-directory-name-" * 3) / ("and-another-one-" * 3) / "project"
+    shutil.copytree(template, deep, symlinks=True)
+    assert len(str(deep / ".code-indexer" / "daemon.sock")) > 150
+    try:
+        proc = cidx("query", "backoff", "--fts", "--json", cwd=deep)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["served_by"] == "daemon"
+        assert (deep / ".code-indexer" / "daemon.sock").exists()  # not moved elsewhere
+        assert status(deep)["state"] == "running"
+    finally:
+        cidx("daemon", "stop", cwd=deep)
