@@ -19,7 +19,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CONFIG_DIR = ".code-indexer"
 CONFIG_FILE = "config.json"

@@ -11,7 +11,10 @@ cheap to import: it sits on the client's hot path.
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def render_json(doc: dict[str, Any]) -> str:

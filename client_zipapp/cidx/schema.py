@@ -26,8 +26,10 @@ import only the standard library and its siblings.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: every client start would pay for it
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Version of the client<->daemon RPC contract (``hello`` compares it).
 PROTOCOL_VERSION = 1
@@ -45,18 +47,26 @@ class RequestError(ValueError):
     """A request that cannot be served as given (the user's fault, exit code 2)."""
 
 
-@dataclass(frozen=True)
 class Option:
-    """One query flag: its request key, CLI spelling, type and meaning."""
+    """One query flag: its request key, CLI spelling, type and meaning.
 
-    key: str
-    flag: str
-    kind: str  # "bool" | "int" | "float" | "list"
-    default: Any
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    metavar: str | None = None
+    A plain slotted class rather than a dataclass: ``dataclasses`` drags in
+    ``inspect`` and friends, measurable on the client's cold start.
+    """
+
+    __slots__ = ("default", "flag", "help", "key", "kind", "maximum", "metavar", "minimum")
+
+    def __init__(self, key: str, flag: str, kind: str, default: Any, help: str,
+                 minimum: float | None = None, maximum: float | None = None,
+                 metavar: str | None = None) -> None:
+        self.key = key
+        self.flag = flag
+        self.kind = kind  # "bool" | "int" | "float" | "list"
+        self.default = default
+        self.help = help
+        self.minimum = minimum
+        self.maximum = maximum
+        self.metavar = metavar
 
 
 QUERY_OPTIONS: tuple[Option, ...] = (

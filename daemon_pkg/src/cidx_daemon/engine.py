@@ -191,7 +191,8 @@ class Engine:
             hits = loaded.fts.search(
                 req["query"], limit=window, case_sensitive=req["case_sensitive"],
                 edit_distance=req["edit_distance"], regex=req["regex"],
-                snippet_lines=req["snippet_lines"], allowed_rows=mask, min_score=leg_min)
+                snippet_lines=req["snippet_lines"], allowed_rows=mask, min_score=leg_min,
+                highlight=False)
             legs["fts"] = [(h.row, float(h.score)) for h in hits]
             fts_hits = {h.row: h for h in hits}
             timing["fts"] = _ms(t)
@@ -283,6 +284,7 @@ def _result(loaded: Loaded, row: int, score: float, ranks: dict[str, int],
         "snippet": None,
     }
     if hit is not None:
+        hit.highlighted()
         out["matches"] = [{"line": m.line, "text": m.text, "columns": [list(c) for c in m.columns]}
                           for m in hit.matches]
         if hit.snippet is not None:

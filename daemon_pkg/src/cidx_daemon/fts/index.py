@@ -29,13 +29,14 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tantivy
 
-from . import highlight, query, regex_scan
+from . import highlight as highlight_mod
+from . import query, regex_scan
 from .analyzer import StreamBuilder, chunk_lines
 from .corpus import Corpus, CorpusWriter
 from .highlight import LineMatch, Snippet
@@ -76,6 +77,17 @@ class FtsHit:
     text: str
     matches: list[LineMatch]
     snippet: Snippet | None
+    #: Set when the search ran with ``highlight=False``: computes (matches, snippet) later.
+    pending: Callable[[], tuple[list[LineMatch], Snippet | None]] | None = field(
+        default=None, repr=False, compare=False)
+
+    def highlighted(self) -> FtsHit:
+        """Fill ``matches``/``snippet`` if they were deferred (hybrid search highlights
+        only the rows it returns, not its whole 5 x limit fusion window)."""
+        if self.pending is not None:
+            self.matches, self.snippet = self.pending()
+            self.pending = None
+        return self
 
 
 def _main_schema() -> tantivy.Schema:
@@ -191,8 +203,11 @@ class FtsIndex:
 
     def search(self, query_text: str, *, limit: int, case_sensitive: bool = False, edit_distance: int = 0,
                regex: bool = False, snippet_lines: int = 5, allowed_rows: np.ndarray | None = None,
-               min_score: float | None = None) -> list[FtsHit]:
+               min_score: float | None = None, highlight: bool = True) -> list[FtsHit]:
         """Best ``limit`` chunks, score descending then row ascending.
+
+        With ``highlight=False`` the matching lines and snippet are computed only
+        when ``FtsHit.highlighted()`` is called.
 
         ``allowed_rows`` is a bool mask indexed by row (rows past its end are
         not allowed); it restricts the search itself, so up to ``limit`` hits
@@ -204,7 +219,8 @@ class FtsIndex:
         if allowed is not None and not allowed.any():
             return []
         if regex:
-            return self._search_regex(query_text, limit, case_sensitive, snippet_lines, allowed, min_score)
+            return self._search_regex(query_text, limit, case_sensitive, snippet_lines, allowed, min_score,
+                                      highlight)
         expand = self._expander(case_sensitive, edit_distance) if edit_distance > 0 else None
         planned = query.plan(query.parse_query(query_text), case_sensitive=case_sensitive, expand=expand)
         if not planned:
@@ -220,8 +236,11 @@ class FtsIndex:
                 break
             k = self.corpus.index_of(row)
             text = self.corpus.text(k)
-            spans = highlight.term_spans(text, planned, case_sensitive=case_sensitive)
-            hits.append(self._hit(k, score, text, spans, snippet_lines))
+
+            def spans(text: str = text) -> highlight_mod.Spans:
+                return highlight_mod.term_spans(text, planned, case_sensitive=case_sensitive)
+
+            hits.append(self._hit(k, score, text, spans, snippet_lines, highlight))
         return hits
 
     def _filtered(self, q: tantivy.Query, allowed: np.ndarray | None) -> tantivy.Query:
@@ -271,7 +290,8 @@ class FtsIndex:
             return self._vocab
 
     def _search_regex(self, pattern: str, limit: int, case_sensitive: bool, snippet_lines: int,
-                      allowed: np.ndarray | None, min_score: float | None) -> list[FtsHit]:
+                      allowed: np.ndarray | None, min_score: float | None,
+                      highlight: bool) -> list[FtsHit]:
         try:
             lr = regex_scan.compile_line_regex(pattern, case_sensitive=case_sensitive)
         except regex_scan.RegexError as exc:
@@ -284,16 +304,27 @@ class FtsIndex:
             if min_score is not None and score < min_score:
                 break
             text = self.corpus.text(k)
-            hits.append(self._hit(k, score, text, highlight.regex_spans(text, lr.rx), snippet_lines))
+
+            def spans(text: str = text) -> highlight_mod.Spans:
+                return highlight_mod.regex_spans(text, lr.rx)
+
+            hits.append(self._hit(k, score, text, spans, snippet_lines, highlight))
         return hits
 
-    def _hit(self, k: int, score: float, text: str, spans: highlight.Spans, snippet_lines: int) -> FtsHit:
+    def _hit(self, k: int, score: float, text: str, spans: Callable[[], highlight_mod.Spans],
+             snippet_lines: int, highlight: bool) -> FtsHit:
         meta = self.corpus.meta(k)
         n_lines = len(chunk_lines(text))
-        return FtsHit(row=meta.row, score=score, path=meta.path, language=meta.language,
-                      start_line=meta.start_line, end_line=meta.start_line + n_lines - 1, text=text,
-                      matches=highlight.line_matches(text, meta.start_line, spans),
-                      snippet=highlight.snippet(text, meta.start_line, spans, snippet_lines))
+
+        def compute() -> tuple[list[LineMatch], Snippet | None]:
+            found = spans()
+            return (highlight_mod.line_matches(text, meta.start_line, found),
+                    highlight_mod.snippet(text, meta.start_line, found, snippet_lines))
+
+        hit = FtsHit(row=meta.row, score=score, path=meta.path, language=meta.language,
+                     start_line=meta.start_line, end_line=meta.start_line + n_lines - 1, text=text,
+                     matches=[], snippet=None, pending=compute)
+        return hit.highlighted() if highlight else hit
 
 
 def _top(searcher: tantivy.Searcher, q: tantivy.Query, limit: int) -> list[tuple[float, int]]:
