@@ -352,3 +352,16 @@ def test_unreadable_directory_is_permission(tmp_path: Path) -> None:
     finally:
         locked.chmod(0o700)
         listener.close()
+
+
+def test_on_sent_runs_after_sending_before_the_reply(conn: RpcConnection) -> None:
+    """The import-warming hook runs while the daemon works, not after it answered.
+
+    The server sleeps 0.3 s after it has the request, so the reply cannot arrive
+    earlier than that after the hook ran; a hook run after the reply would leave
+    (almost) no time between it and the return. A causal bound, not a speed test.
+    """
+    sent_at: list[float] = []
+    assert conn.call("sleep", 0.3, on_sent=lambda: sent_at.append(time.monotonic())) == "slept"
+    returned_at = time.monotonic()
+    assert len(sent_at) == 1 and returned_at - sent_at[0] >= 0.25

@@ -45,6 +45,10 @@ from .rpc_wire import (
     parse_message,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = [
     "ProtocolError",
     "RemoteError",
@@ -203,11 +207,14 @@ class RpcConnection:
     def closed(self) -> bool:
         return self._closed
 
-    def call(self, method: str, *args: object, timeout: float | None = None) -> object:
+    def call(self, method: str, *args: object, timeout: float | None = None,
+             on_sent: Callable[[], object] | None = None) -> object:
         """``daemon.exposed_<method>(*args)``; args and result are immutable values.
 
         ``timeout`` (seconds, default: the connection's) covers the whole call,
-        including fetching the root object on first use.
+        including fetching the root object on first use. ``on_sent`` runs once
+        the request is on the wire, before waiting for the reply: work done there
+        (importing what the display needs) overlaps with the daemon's, for free.
         """
         if self._closed:
             raise TransportError(KIND_EOF, "connection is closed")
@@ -222,7 +229,7 @@ class RpcConnection:
         seq = self._next_seq()
         # Built before anything is sent, so a bad argument (TypeError) leaves the stream intact.
         payload = build_callattr(seq, root, method, args)
-        return self._roundtrip(seq, payload, deadline, False)
+        return self._roundtrip(seq, payload, deadline, False, on_sent)
 
     def close(self) -> None:
         """Say goodbye (the server frees our state at once) and close; never raises."""
@@ -278,8 +285,11 @@ class RpcConnection:
             raise TransportError(KIND_EOF, "daemon closed the connection")
         return data
 
-    def _roundtrip(self, seq: int, payload: bytes, deadline: float | None, want_ref: bool) -> object:
+    def _roundtrip(self, seq: int, payload: bytes, deadline: float | None, want_ref: bool,
+                   on_sent: Callable[[], object] | None = None) -> object:
         self._send(encode_frame(payload), deadline)
+        if on_sent is not None:
+            on_sent()
         inbox = self._inbox
         while True:
             while inbox:
