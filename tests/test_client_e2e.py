@@ -259,3 +259,38 @@ def test_project_path_longer_than_a_unix_socket_path(template: Path, tmp_path: P
         assert status(deep)["state"] == "running"
     finally:
         cidx("daemon", "stop", cwd=deep)
+
+
+OLD_DAEMON = r'''
+import json, os, sys
+import rpyc
+from rpyc.utils.server import ThreadedServer
+
+class OldDaemon(rpyc.Service):
+    def exposed_hello(self, client_protocol):
+        return json.dumps({"protocol": 0, "pid": os.getpid()})
+
+os.chdir(os.path.dirname(sys.argv[1]))
+server = ThreadedServer(OldDaemon, socket_path=os.path.basename(sys.argv[1]),
+                        protocol_config={"allow_pickle": False})
+print("ready", flush=True)
+server.start()
+'''
+
+
+def test_protocol_mismatch_replaces_the_old_daemon(project: Path, tmp_path: Path) -> None:
+    script = tmp_path / "old_daemon.py"
+    script.write_text(OLD_DAEMON)
+    sock = project / ".code-indexer" / "daemon.sock"
+    old = subprocess.Popen([sys.executable, str(script), str(sock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert old.stdout.readline().strip() == "ready"
+        proc = cidx("query", "backoff", "--fts", "--json", cwd=project)
+        assert proc.returncode == 0, proc.stderr
+        assert "Restarting daemon" in proc.stderr and "crashed" not in proc.stderr
+        assert json.loads(proc.stdout)["served_by"] == "daemon"
+        assert old.wait(timeout=10) != 0  # the outdated daemon was stopped
+        assert status(project)["daemon"]["pid"] != old.pid
+    finally:
+        if old.poll() is None:
+            old.kill()
