@@ -15,9 +15,12 @@ from pathlib import Path
 
 from . import __version__
 from . import config as cfgmod
-from .schema import RequestError, add_query_arguments, request_from_namespace
+from .schema import CliParser, RequestError, add_query_arguments, request_from_namespace
 
+# Same values as render.EXIT_*; not imported from there so that the renderer stays off
+# the hot path until the reply is on its way (see delegate._warm_imports).
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
 HANDED_OFF = {
     "index": "index the project (incremental; --clear to rebuild); runs the daemon package",
     "status": "index status: files, chunks, generation, model, size, staleness",
@@ -29,19 +32,12 @@ class UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(EXIT_USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="cidx", description=(
+    p = CliParser(prog="cidx", description=(
         "Semantic, full-text and hybrid code search, answered by a warm per-project daemon."),
         epilog="Run 'cidx COMMAND --help' for a command's flags.")
     p.add_argument("--version", action="version", version=f"cidx {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
     sub.required = True
 
     q = sub.add_parser("query", help="search (semantic by default; --fts; --fts --semantic = hybrid)",
@@ -137,17 +133,9 @@ def cmd_query(args: argparse.Namespace, started: float) -> int:
 
 
 def print_document(doc: dict, *, as_json: bool, quiet: bool, total_s: float) -> int:
-    from .render import render_error, render_human, render_json
+    from .render import emit_document
 
-    err = doc.get("error")
-    code = EXIT_OK if not err else (EXIT_USAGE if err.get("code") == "bad_request" else EXIT_RUNTIME)
-    if as_json:
-        sys.stdout.write(render_json(doc) + "\n")
-    elif err:
-        _say(render_error(doc))
-    else:
-        sys.stdout.write(render_human(doc, total_s=total_s, quiet=quiet))
-    return code
+    return emit_document(doc, as_json=as_json, quiet=quiet, total_s=total_s)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ cheap to import: it sits on the client's hot path.
 from __future__ import annotations
 
 import json
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,3 +78,24 @@ def _render_result(number: int, r: dict[str, Any], quiet: bool) -> list[str]:
 def render_error(doc: dict[str, Any]) -> str:
     err = doc.get("error") or {}
     return f"error: {err.get('message', 'unknown error')}"
+
+
+#: Exit codes shared by both command lines: 0 ok, 1 runtime error, 2 usage error.
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+def emit_document(doc: dict[str, Any], *, as_json: bool, quiet: bool, total_s: float | None) -> int:
+    """Print a document the way both CLIs do and return the exit code it deserves.
+
+    With ``--json`` even an error document goes to stdout (so the client's
+    standalone fallback can read it); otherwise an error is one line on stderr.
+    """
+    err = doc.get("error")
+    code = EXIT_OK if not err else (EXIT_USAGE if err.get("code") == "bad_request" else EXIT_RUNTIME)
+    if as_json:
+        sys.stdout.write(render_json(doc) + "\n")
+    elif err:
+        sys.stderr.write(render_error(doc) + "\n")
+    else:
+        sys.stdout.write(render_human(doc, total_s=total_s, quiet=quiet))
+    return code

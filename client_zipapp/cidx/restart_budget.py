@@ -67,26 +67,9 @@ def load_budget(path: str | os.PathLike[str]) -> list[float]:
 def save_budget(path: str | os.PathLike[str], timestamps: Iterable[float]) -> None:
     """Atomically replace ``path`` with ``timestamps`` (mode 0600). Raises OSError;
     the caller treats the budget as best-effort."""
-    import json
+    from .config import write_json_atomic
 
-    path = os.fspath(path)
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    text = json.dumps({"restarts": [float(t) for t in timestamps]})
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), 0o600)  # a leftover temp file keeps its old mode
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_json_atomic(path, {"restarts": [float(t) for t in timestamps]})
 
 
 def clear_budget(path: str | os.PathLike[str]) -> None:

@@ -43,6 +43,17 @@ RRF_K = 60
 FUSION_WINDOW = 5
 
 
+class CliParser(argparse.ArgumentParser):
+    """argparse with the project's usage-error rule: usage line + one error line, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        import sys
+
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
 class RequestError(ValueError):
     """A request that cannot be served as given (the user's fault, exit code 2)."""
 

@@ -15,14 +15,11 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from . import __version__
 from .shared import config as cfgmod
-from .shared.render import render_error, render_human, render_json
-from .shared.schema import RequestError, add_query_arguments, request_from_namespace
-
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+from .shared.render import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, emit_document
+from .shared.schema import CliParser, RequestError, add_query_arguments, request_from_namespace
 
 
 class CliError(Exception):
@@ -31,21 +28,14 @@ class CliError(Exception):
         self.code = code
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(EXIT_USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="cidx-daemon",
+    p = CliParser(prog="cidx-daemon",
                 description="cidx engine: index a repository; semantic, full-text and hybrid search.")
     p.add_argument("--version", action="version", version=f"cidx-daemon {__version__}")
     p.add_argument("--config", type=Path, default=None,
                    help="path to .code-indexer/config.json (default: nearest one above the cwd)")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
     sub.required = True
 
     s = sub.add_parser("init", help="create .code-indexer/config.json in the current directory")
@@ -175,18 +165,6 @@ def cmd_query(args: argparse.Namespace, config_path: Path, started: float) -> in
     doc = Engine(config_path, served_by="standalone").query(req)
     return emit_document(doc, as_json=args.json, quiet=args.quiet,
                          total_s=time.perf_counter() - started)
-
-
-def emit_document(doc: dict[str, Any], *, as_json: bool, quiet: bool, total_s: float | None) -> int:
-    err = doc.get("error")
-    code = EXIT_OK if not err else (EXIT_USAGE if err.get("code") == "bad_request" else EXIT_RUNTIME)
-    if as_json:
-        sys.stdout.write(render_json(doc) + "\n")
-    elif err:
-        _say(render_error(doc))
-    else:
-        sys.stdout.write(render_human(doc, total_s=total_s, quiet=quiet))
-    return code
 
 
 def cmd_status(args: argparse.Namespace, config_path: Path, started: float) -> int:
