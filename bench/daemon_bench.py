@@ -113,7 +113,8 @@ def main() -> int:
     ap.add_argument("--fresh", action="store_true", help="also time connect+hello+query per call")
     args = ap.parse_args()
 
-    config_path = cfgmod.find_config(args.project)
+    found = cfgmod.find_config(args.project)
+    config_path = Path(found) if found else None
     if config_path is None:
         print(f"no .code-indexer/config.json at or above {args.project}", file=sys.stderr)
         return 2

@@ -5,20 +5,24 @@ python3 (``python3 build.py bench``), whatever is or is not installed.
 
 Everything here measures wall time of whole processes, because that is what a
 user waits for. Comparisons are always measured interleaved (A B C A B C ...)
-so that a burst of load from a neighbour hits every contender equally instead
-of whichever block happened to run at the time.
+(shuffled per round) so that a burst of load from a neighbour hits every
+contender equally instead of whichever block happened to run at the time.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import random
 import statistics
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def now() -> float:
@@ -108,20 +112,29 @@ def run_once(cmd: Command) -> tuple[float, dict[str, float]]:
     return wall_ms, extra
 
 
-def interleave(commands: Sequence[Command], runs: int, warmup: int = 1) -> list[Result]:
-    """Run every command `runs` times, round-robin, rotating the start each round.
+def shuffled(items: Sequence[T], round_no: int) -> list[T]:
+    """The order for one round: a fresh (seeded, so reproducible) shuffle.
 
-    Rotation keeps "always runs right after X" (warm caches, a CPU just freed)
-    from favouring one contender. Warm-up rounds fill the page cache and the
-    daemon's caches and are not recorded.
+    Rotating a fixed order would still have each command always run right
+    after the same neighbour (a CPU just freed, caches just warmed by a similar
+    process); shuffling spreads those effects over every contender.
+    """
+    order = list(items)
+    random.Random(round_no).shuffle(order)
+    return order
+
+
+def interleave(commands: Sequence[Command], runs: int, warmup: int = 1) -> list[Result]:
+    """Run every command `runs` times, one of each per round, in a shuffled order per round.
+
+    Warm-up rounds fill the page cache and the daemon's caches and are not recorded.
     """
     results = [Result(c) for c in commands]
     for _ in range(warmup):
         for cmd in commands:
             run_once(cmd)
     for round_no in range(runs):
-        shift = round_no % len(commands)
-        for result in results[shift:] + results[:shift]:
+        for result in shuffled(results, round_no):
             wall_ms, extra = run_once(result.command)
             result.wall_ms.append(wall_ms)
             for key, value in extra.items():

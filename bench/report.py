@@ -43,6 +43,8 @@ class Section:
 
 def ms(value: float) -> str:
     """Milliseconds with as many digits as are meaningful at that size."""
+    if value < 0:
+        return "−" + ms(-value)
     if value >= 1000:
         return f"{value:,.0f}"
     if value >= 100:

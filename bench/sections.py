@@ -27,6 +27,7 @@ from harness import (
     proc_status_kb,
     ratio,
     run_once,
+    shuffled,
 )
 from report import Section, cell, ms, table, times
 from workspace import Install, Project, child_env, run_json, say
@@ -168,16 +169,12 @@ def startup(ctx: Context, runs: int) -> tuple[Section, list[Result]]:
         f"cidx is {cidx}, shebang `{ctx.install.shebang()}`.",
         "The first-RPC time comes from bench/probe_client.py (a socket subclass records the first "
         "send; the client is not modified). What the probe adds, probe --version − cidx --version "
-        f"paired per round: {_signed(overhead.median)} ms (min {_signed(overhead.min)}, "
-        f"max {_signed(overhead.max)}).",
+        f"paired per round: {ms(overhead.median)} ms (min {ms(overhead.min)}, "
+        f"max {ms(overhead.max)}).",
     ]
     section.data = {"rows": {r.command.name: _result_json(r) for r in results},
                     "probe_overhead": overhead.to_json()}
     return section.finish(), results
-
-
-def _signed(value: float) -> str:
-    return ("−" if value < 0 else "") + ms(abs(value))
 
 
 def breakdown(startup_results: list[Result]) -> Section:
@@ -316,8 +313,7 @@ def concurrency(ctx: Context, levels: Sequence[int], count: int, rounds: int) ->
     throughput: dict[int, list[float]] = {n: [] for n in levels}
     run_burst(commands, max(levels), len(commands))  # warm-up
     for round_no in range(rounds):
-        shift = round_no % len(levels)
-        for n in list(levels[shift:]) + list(levels[:shift]):
+        for n in shuffled(levels, round_no):
             wall_s, lat = run_burst(commands, n, count)
             latencies[n] += lat
             throughput[n].append(count / wall_s)
@@ -332,7 +328,7 @@ def concurrency(ctx: Context, levels: Sequence[int], count: int, rounds: int) ->
     headers = ["clients", "queries/s (min–max over rounds)", "vs 1 client", "latency p50 ms", "p95 ms",
                "max ms"]
     section.tables.append(table(headers, rows))
-    section.notes.append(f"{rounds} rounds, levels interleaved (rotated) per round; each query is a whole "
+    section.notes.append(f"{rounds} rounds, levels in a shuffled order per round; each query is a whole "
                          f"`cidx query Q --fts` process; {os.cpu_count()} CPUs.")
     section.data = data
     return section.finish()

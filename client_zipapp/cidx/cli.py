@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 from . import __version__
 from . import config as cfgmod
@@ -20,6 +19,10 @@ from .schema import CliParser, RequestError, add_query_arguments, request_from_n
 # Same values as render.EXIT_*; not imported from there so that the renderer stays off
 # the hot path until the reply is on its way (see delegate._warm_imports).
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 HANDED_OFF = {
     "index": "index the project (incremental; --clear to rebuild); runs the daemon package",
@@ -139,9 +142,9 @@ def print_document(doc: dict, *, as_json: bool, quiet: bool, total_s: float) -> 
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    path = Path.cwd() / cfgmod.CONFIG_DIR / cfgmod.CONFIG_FILE
-    existed = path.exists()
-    cfgmod.init_project(Path.cwd())
+    path = os.path.join(os.getcwd(), cfgmod.CONFIG_DIR, cfgmod.CONFIG_FILE)
+    existed = os.path.exists(path)
+    cfgmod.init_project(os.getcwd())
     if args.no_daemon:
         cfg = cfgmod.load_config(path)
         cfg["daemon"]["enabled"] = False

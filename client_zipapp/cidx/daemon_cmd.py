@@ -11,12 +11,15 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from . import config as cfgmod
 from . import daemon_control, restart_budget
 from .rpc_client import RpcConnection, TransportError, connect
 from .schema import PROTOCOL_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CONNECT_TIMEOUT_S = 2.0
 
@@ -55,7 +58,7 @@ def run(action: str, config_path: Path, cfg: dict, *, as_json: bool = False) -> 
 
 def start(config_path: Path, cfg: dict) -> int:
     state, info, _ = probe(config_path)
-    budget = cfgmod.config_dir(config_path) / cfgmod.BUDGET_NAME
+    budget = cfgmod.sibling(config_path, cfgmod.BUDGET_NAME)
     try:
         restart_budget.clear_budget(budget)  # an explicit start forgives earlier crashes
     except OSError:

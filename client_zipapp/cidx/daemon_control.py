@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from . import config as cfgmod
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 INSTALL_HINT = "install it with 'python3 build.py install' (or: pip install cidx-daemon)"
 
@@ -58,12 +61,12 @@ def start(cfg: dict, config_path: Path, timeout: float = 120.0) -> tuple[bool, s
     return False, text.splitlines()[-1] if text else f"daemon exited with code {proc.returncode}"
 
 
-def log_path(config_path: Path) -> Path:
-    return cfgmod.config_dir(config_path) / cfgmod.LOG_NAME
+def log_path(config_path: Path) -> str:
+    return cfgmod.sibling(config_path, cfgmod.LOG_NAME)
 
 
-def socket_path(config_path: Path) -> Path:
-    return cfgmod.config_dir(config_path) / cfgmod.SOCKET_NAME
+def socket_path(config_path: Path) -> str:
+    return cfgmod.sibling(config_path, cfgmod.SOCKET_NAME)
 
 
 def run_daemon_cli(cfg: dict, args: list[str], config_path: Path | None) -> int:

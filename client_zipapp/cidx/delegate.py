@@ -26,13 +26,16 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from . import config as cfgmod
 from . import recovery as rc
 from .restart_budget import clear_budget, load_budget, save_budget
 from .rpc_client import ProtocolError, RemoteError, TransportError, connect
 from .schema import PROTOCOL_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CONNECT_TIMEOUT_S = 5.0
 HELLO_TIMEOUT_S = 30.0
@@ -47,10 +50,9 @@ def _warm_imports() -> None:
 def query_via_daemon(cfg: dict, config_path: Path, req: dict) -> dict:
     """Answer ``req`` through the daemon, recovering as the policy says; maybe standalone."""
     d = cfg["daemon"]
-    cdir = cfgmod.config_dir(config_path)
-    budget_path = cdir / cfgmod.BUDGET_NAME
-    log_path = cdir / cfgmod.LOG_NAME
-    sock = cdir / cfgmod.SOCKET_NAME
+    budget_path = cfgmod.sibling(config_path, cfgmod.BUDGET_NAME)
+    log_path = cfgmod.sibling(config_path, cfgmod.LOG_NAME)
+    sock = cfgmod.sibling(config_path, cfgmod.SOCKET_NAME)
     machine = rc.Recovery(
         enabled=True, protocol_version=PROTOCOL_VERSION, now=time.time(),
         budget=load_budget(budget_path), retry_delays_ms=d["retry_delays_ms"],

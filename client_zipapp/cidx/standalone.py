@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 from .daemon_control import daemon_command
 from .schema import request_to_argv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 

@@ -114,7 +114,7 @@ def _config_path(args: argparse.Namespace) -> Path:
     if found is None:
         raise CliError(f"no .code-indexer/config.json in {os.getcwd()} or above: run 'cidx init'",
                        EXIT_USAGE)
-    return found
+    return Path(found)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
