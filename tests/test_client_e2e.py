@@ -96,6 +96,9 @@ def test_first_query_starts_the_daemon(project: Path) -> None:
     assert st["state"] == "running" and len(daemon_pids(project)) == 1
     sock = project / ".code-indexer" / "daemon.sock"
     assert oct(os.stat(sock).st_mode & 0o777) == "0o600"
+    human = cidx("daemon", "status", cwd=project).stdout
+    for expected in ("Daemon:     running (pid", "Generation: gen-", "Cache:      model ", "Log:        "):
+        assert expected in human, human
 
 
 def test_kill_9_three_times_restarts_twice_then_falls_back(project: Path) -> None:

@@ -125,11 +125,15 @@ def status(config_path: Path, as_json: bool) -> int:
         return 0 if state == "running" else 3
     if state == "running":
         assert info is not None
-        cache = info.get("cache") or info.get("engine", {}).get("cache") or {}
+        cache = info.get("cache") or {}
+        loaded = (info.get("engine") or {}).get("cache") or {}
         print(f"Daemon:     running (pid {_pid(info)}, up {_uptime(info)})")
         print(f"Socket:     {daemon_control.socket_path(config_path)}")
         print(f"Generation: {info.get('generation') or info.get('hello', {}).get('generation') or 'none'}")
-        print("Cache:      " + (", ".join(f"{k}={v}" for k, v in cache.items()) or "unknown"))
+        print(f"Cache:      model {'loaded' if loaded.get('model_loaded') else 'not loaded'}, "
+              f"index {loaded.get('generation_loaded') or 'not loaded'}; warm-up {cache.get('warm', '?')}; "
+              f"idle {cache.get('idle_seconds', '?')}s of {info.get('ttl_seconds', '?')}s TTL"
+              + (" (evicted)" if cache.get("evicted") else ""))
     elif state == "stale":
         print(f"Daemon:     stale socket, no process answers ({why}); the next query or "
               "'cidx daemon start' cleans it up")
@@ -147,7 +151,7 @@ def _pid(info: dict | None) -> object:
 
 
 def _uptime(info: dict) -> str:
-    secs = info.get("uptime_s")
+    secs = info.get("uptime_seconds")
     if secs is None:
         started = info.get("started_at") or info.get("hello", {}).get("started_at")
         secs = time.time() - started if started else None
