@@ -297,3 +297,20 @@ def test_protocol_mismatch_replaces_the_old_daemon(project: Path, tmp_path: Path
     finally:
         if old.poll() is None:
             old.kill()
+
+
+def test_handed_off_commands_keep_their_flags(project: Path) -> None:
+    helped = cidx("index", "--help", cwd=project)
+    assert helped.returncode == 0 and "--clear" in helped.stdout
+    (project / "net" / "extra.py").write_text("def handed_off_marker():\n    return 1\n")
+    stale = json.loads(cidx("status", "--json", cwd=project).stdout)
+    assert stale["stale"]["added"] == 1
+    indexed = cidx("index", "--quiet", cwd=project)
+    assert indexed.returncode == 0 and "1 chunks embedded" in indexed.stdout, indexed.stdout
+    proc = cidx("query", "handed_off_marker", "--fts", "--json", cwd=project)
+    assert json.loads(proc.stdout)["results"][0]["path"] == "net/extra.py"
+    cleared = cidx("index", "--clear", "--json", cwd=project)
+    assert cleared.returncode == 0 and json.loads(cleared.stdout)["embedded"] > 1
+    assert cidx("clean", cwd=project).returncode == 0
+    gone = cidx("query", "x", "--fts", cwd=project)
+    assert gone.returncode == 1 and "cidx index" in gone.stderr

@@ -64,17 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="status as JSON")
 
     for name, text in HANDED_OFF.items():
-        h = sub.add_parser(name, help=text, add_help=False)
-        h.add_argument("args", nargs=argparse.REMAINDER, help=f"passed to 'cidx-daemon {name}'")
+        # Listed for --help only: main() hands these to cidx-daemon before argparse runs.
+        sub.add_parser(name, help=text, add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args, started)
+        if argv and argv[0] in HANDED_OFF:
+            # Passed through untouched (flags and --help included): argparse's REMAINDER
+            # refuses a first argument that looks like an option.
+            return cmd_handoff(argv[0], argv[1:])
+        return _dispatch(build_parser().parse_args(argv), started)
     except (UsageError, RequestError, cfgmod.ConfigError) as exc:
         _say(f"error: {exc}")
         return EXIT_USAGE
@@ -110,8 +113,6 @@ def _dispatch(args: argparse.Namespace, started: float) -> int:
         return cmd_query(args, started)
     if cmd == "init":
         return cmd_init(args)
-    if cmd in HANDED_OFF:
-        return cmd_handoff(cmd, args.args)
     config_path, cfg = _project()
     if cmd == "config":
         return cmd_config(args, config_path, cfg)
@@ -156,8 +157,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_handoff(cmd: str, rest: list[str]) -> int:
     from .daemon_control import run_daemon_cli
 
-    if rest and rest[0] == "--":
-        rest = rest[1:]
     if any(a in ("-h", "--help") for a in rest):
         return run_daemon_cli(cfgmod.default_config(), [cmd, *rest], None)
     config_path, cfg = _project()
