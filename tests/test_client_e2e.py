@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cidx import schema
+from cidx import cli_args, schema
 from cidx_daemon.indexer import index_project
 from cidx_daemon.shared import config as cfgmod
 from helpers import CLIENT_SRC, env, write_project
@@ -189,7 +189,7 @@ def test_every_flag_reaches_the_engine(project: Path, enabled: bool) -> None:
         proc = cidx("query", query, *argv, "--json", cwd=project)
         assert proc.returncode == 0, (opt.flag, proc.stderr)
         doc = json.loads(proc.stdout)
-        expected = schema.request_from_namespace(_parse(["query", query, *argv]))
+        expected = cli_args.request_from_namespace(_parse(["query", query, *argv]))
         assert doc["request"] == expected, opt.flag
         assert doc["served_by"] == ("daemon" if enabled else "standalone")
         value = expected[opt.key]
@@ -231,8 +231,9 @@ def test_query_path_imports_only_the_client(project: Path) -> None:
     assert proc.returncode == 0
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert "cidx.cli" in imported and "cidx.rpc_client" in imported
-    heavy = {m for m in imported if m.split(".")[0] in ("cidx_daemon", "rpyc", "rich", "numpy", "subprocess")}
-    assert heavy == set()
+    heavy = {m for m in imported if m.split(".")[0] in (
+        "cidx_daemon", "rpyc", "rich", "numpy", "subprocess", "argparse", "pathlib", "threading")}
+    assert heavy == set()  # the canonical query spelling never needs argparse (schema.parse_query_argv)
 
 
 def test_query_from_a_subdirectory_finds_the_project(project: Path) -> None:

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cidx import schema
+from cidx import cli_args, schema
 
 
 def parse(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(exit_on_error=False)
-    schema.add_query_arguments(p)
-    return schema.request_from_namespace(p.parse_args(argv))
+    cli_args.add_query_arguments(p)
+    return cli_args.request_from_namespace(p.parse_args(argv))
 
 
 text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(
@@ -89,3 +89,76 @@ def test_bad_requests_get_one_clear_message(raw: object, message: str) -> None:
 def test_query_starting_with_dash_survives_the_round_trip() -> None:
     req = schema.validate_request({"query": "--limit"})
     assert parse(schema.request_to_argv(req))["query"] == "--limit"
+
+
+# ---------------------------------------------------------------- the client's fast path
+
+FLAG_TOKENS = [o.flag for o in (*schema.QUERY_OPTIONS, *schema.OUTPUT_OPTIONS)]
+VALUES = st.one_of(text, st.integers(-3, 60).map(str), st.sampled_from(["0.5", "-1", "1e3", "nan", "x", ""]))
+TOKENS = st.one_of(
+    st.sampled_from(FLAG_TOKENS),
+    st.builds(lambda f, v: f"{f}={v}", st.sampled_from(FLAG_TOKENS), VALUES),
+    VALUES,
+    st.sampled_from(["--", "-h", "--lim", "--limit", "-", "--json", "--bogus"]),
+)
+
+
+def argparse_result(argv: list[str]) -> object:
+    """What the argparse path makes of ``cidx query ARGV``: (request, output) or an error marker."""
+    from cidx.cli import build_parser
+
+    try:
+        ns = build_parser().parse_args(["query", *argv])
+    except SystemExit:
+        return "usage-error"
+    try:
+        req = cli_args.request_from_namespace(ns)
+    except schema.RequestError as exc:
+        return ("request-error", str(exc))
+    return req, {"quiet": ns.quiet, "json": ns.json}
+
+
+@st.composite
+def plausible_argv(draw: st.DrawFn) -> list[str]:
+    """A command line a person might type: flags in either spelling, query anywhere."""
+    parts: list[list[str]] = []
+    for opt in draw(st.lists(st.sampled_from([*schema.QUERY_OPTIONS, *schema.OUTPUT_OPTIONS]), max_size=5)):
+        if opt.kind == "bool":
+            parts.append([opt.flag])
+        else:
+            value = draw(VALUES)
+            parts.append([f"{opt.flag}={value}"] if draw(st.booleans()) else [opt.flag, value])
+    query = draw(text)
+    if draw(st.booleans()):
+        return [tok for part in parts for tok in part] + ["--", query]
+    parts.insert(draw(st.integers(0, len(parts))), [query])
+    return [tok for part in parts for tok in part]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(plausible_argv(), st.lists(TOKENS, max_size=7)))
+def test_fast_path_agrees_with_argparse_whenever_it_answers(argv: list[str]) -> None:
+    import contextlib
+    import io
+
+    fast = schema.parse_query_argv(argv)
+    if fast is None:
+        return  # deferred: argparse handles it (and prints its own messages)
+    raw, output = fast
+    try:
+        mine: object = (schema.validate_request(raw), output)
+    except schema.RequestError as exc:
+        mine = ("request-error", str(exc))
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert mine == argparse_result(argv)
+
+
+@given(requests())
+def test_fast_path_reads_everything_the_standalone_path_writes(req: dict) -> None:
+    fast = schema.parse_query_argv(schema.request_to_argv(req))
+    assert fast is not None and schema.validate_request(fast[0]) == req
+
+
+def test_fast_path_defers_on_help_and_abbreviations() -> None:
+    for argv in (["-h"], ["x", "--lim", "3"], ["x", "--limit"], ["x", "--min-score", "-1"], ["a", "b"], []):
+        assert schema.parse_query_argv(argv) is None

@@ -1,20 +1,20 @@
 """The ``cidx`` command line: parse, dispatch, print. Standard library only.
 
-Hot path (``cidx query``): argparse, config lookup, one RPC, render. Nothing
-else is imported before the request is on the wire; the daemon-control and
-standalone modules load only when they are needed.
+Hot path (``cidx query``): the table-driven fast parser (argparse only when it
+defers), config lookup, one RPC, render. Nothing else is imported before the
+request is on the wire; the daemon-control and standalone modules load only
+when they are needed.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
 from . import __version__
 from . import config as cfgmod
-from .schema import CliParser, RequestError, add_query_arguments, request_from_namespace
+from .schema import RequestError, parse_query_argv, validate_request
 
 # Same values as render.EXIT_*; not imported from there so that the renderer stays off
 # the hot path until the reply is on its way (see delegate._warm_imports).
@@ -22,6 +22,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from pathlib import Path
 
 HANDED_OFF = {
@@ -36,6 +37,8 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_args import CliParser, add_query_arguments
+
     p = CliParser(prog="cidx", description=(
         "Semantic, full-text and hybrid code search, answered by a warm per-project daemon."),
         epilog="Run 'cidx COMMAND --help' for a command's flags.")
@@ -77,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             # Passed through untouched (flags and --help included): argparse's REMAINDER
             # refuses a first argument that looks like an option.
             return cmd_handoff(argv[0], argv[1:])
+        fast = parse_query_argv(argv[1:]) if argv and argv[0] == "query" else None
+        if fast is not None:
+            raw, output = fast
+            return run_query(validate_request(raw), started, as_json=output["json"],
+                             quiet=output["quiet"])
         return _dispatch(build_parser().parse_args(argv), started)
     except (UsageError, RequestError, cfgmod.ConfigError) as exc:
         _say(f"error: {exc}")
@@ -122,7 +130,12 @@ def _dispatch(args: argparse.Namespace, started: float) -> int:
 
 
 def cmd_query(args: argparse.Namespace, started: float) -> int:
-    req = request_from_namespace(args)
+    from .cli_args import request_from_namespace
+
+    return run_query(request_from_namespace(args), started, as_json=args.json, quiet=args.quiet)
+
+
+def run_query(req: dict, started: float, *, as_json: bool, quiet: bool) -> int:
     config_path, cfg = _project()
     if cfg["daemon"]["enabled"]:
         from .delegate import query_via_daemon
@@ -132,8 +145,7 @@ def cmd_query(args: argparse.Namespace, started: float) -> int:
         from .standalone import run_query
 
         doc = run_query(cfg, config_path, req)
-    return print_document(doc, as_json=args.json, quiet=args.quiet,
-                          total_s=time.perf_counter() - started)
+    return print_document(doc, as_json=as_json, quiet=quiet, total_s=time.perf_counter() - started)
 
 
 def print_document(doc: dict, *, as_json: bool, quiet: bool, total_s: float) -> int:

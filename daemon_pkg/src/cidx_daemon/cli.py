@@ -18,8 +18,9 @@ from pathlib import Path
 
 from . import __version__
 from .shared import config as cfgmod
+from .shared.cli_args import CliParser, add_query_arguments, request_from_namespace
 from .shared.render import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, emit_document
-from .shared.schema import CliParser, RequestError, add_query_arguments, request_from_namespace
+from .shared.schema import RequestError
 
 
 class CliError(Exception):

@@ -1,0 +1,1 @@
+../../../../client_zipapp/cidx/cli_args.py
