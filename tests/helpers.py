@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,3 +104,23 @@ def init_and_index(root: Path) -> Path:
     daemon_cli("init", cwd=root)
     daemon_cli("index", "--quiet", cwd=root)
     return root / ".code-indexer" / "config.json"
+
+
+def run_in_threads(work: Callable[[], object], count: int) -> list[BaseException]:
+    """Run ``work`` in ``count`` threads released together; return what they raised."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def worker() -> None:
+        try:
+            start.wait()
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from cidx_daemon.embedding.bert_onnx import read_safetensors
 from cidx_daemon.embedding.minilm import MAX_TOKENS, SORT_WINDOW_BATCHES
 from cidx_daemon.embedding.model_files import locate_minilm
 from embedding_reference import numpy_minilm
+from helpers import run_in_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = json.loads((ROOT / "tests/fixtures/minilm_reference.json").read_text(encoding="utf-8"))
@@ -173,20 +173,12 @@ def test_concurrent_threads_get_the_same_vectors(fp32: Embedder) -> None:
     texts = [URLLIB_CODE, SORT_CODE, REF_INPUTS["docstring"], REF_INPUTS["unicode"]]
     expected = fp32.embed_documents(texts)
     results: list[np.ndarray] = []
-    errors: list[BaseException] = []
 
     def work() -> None:
-        try:
-            for _ in range(3):
-                results.append(fp32.embed_documents(texts, batch_size=2))
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(3):
+            results.append(fp32.embed_documents(texts, batch_size=2))
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(work, 4)
     assert errors == []
     assert len(results) == 12
     for got in results:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from cidx_daemon.fts import (
     regex_scan,
 )
 from cidx_daemon.fts.corpus import Corpus, CorpusWriter
+from helpers import run_in_threads
 
 
 def make_index(directory: Path, docs: list[FtsDoc]) -> FtsIndex:
@@ -450,24 +450,14 @@ def test_concurrent_searches_are_identical(ranked_index: FtsIndex, index: FtsInd
     expected = [ix.search(q, limit=10, **kw) for ix, q, kw in queries]  # type: ignore[arg-type]
     assert all(expected)
     results: list[list[list[FtsHit]]] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
 
-    def worker() -> None:
-        try:
-            start.wait()
-            mine = []
-            for _ in range(5):
-                mine.extend(ix.search(q, limit=10, **kw) for ix, q, kw in queries)  # type: ignore[arg-type]
-            results.append(mine)
-        except BaseException as exc:
-            errors.append(exc)
+    def work() -> None:
+        mine = []
+        for _ in range(5):
+            mine.extend(ix.search(q, limit=10, **kw) for ix, q, kw in queries)  # type: ignore[arg-type]
+        results.append(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(work, 8)
     assert not errors
     assert len(results) == 8
     for mine in results:
