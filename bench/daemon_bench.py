@@ -28,8 +28,8 @@ for sub in ("client_zipapp", "daemon_pkg/src"):
 
 import rpyc  # noqa: E402
 
-from cidx_daemon.daemon.socket_setup import connect_address  # noqa: E402
-from cidx_daemon.shared import config as cfgmod  # noqa: E402
+from cidx_daemon.server.socket_setup import connect_address  # noqa: E402
+from cidx_shared import config as cfgmod  # noqa: E402
 
 QUERIES = {
     "semantic": ["parse the configuration file", "open a network connection", "error handling"],

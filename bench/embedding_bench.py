@@ -60,8 +60,8 @@ def stdlib_chunks(count: int, size: int = 800) -> list[str]:
 def padded_slots(chunks: list[str], batch: int) -> tuple[int, int, int]:
     """Token slots the model computes (padding included) in caller order vs the embedder's
     token-length sort, and the real tokens: what sorting saves, independent of load."""
-    from cidx_daemon.embedding.minilm import MAX_TOKENS, SORT_WINDOW_BATCHES
-    from cidx_daemon.embedding.model_files import locate_minilm
+    from cidx_daemon.search.embedding.minilm import MAX_TOKENS, SORT_WINDOW_BATCHES
+    from cidx_daemon.search.embedding.model_files import locate_minilm
 
     tokenizer = Tokenizer.from_file(str(locate_minilm().tokenizer))
     tokenizer.no_padding()
@@ -88,7 +88,7 @@ def peak_rss_mb() -> float:
 def run_one(runtime: str, count: int, batch: int, threads: int | None, rounds: int) -> dict[str, object]:
     chunks = stdlib_chunks(count)
     start = time.perf_counter()
-    from cidx_daemon.embedding import load_embedder
+    from cidx_daemon.search.embedding import load_embedder
 
     embedder = load_embedder(runtime, threads=threads)
     load_s = time.perf_counter() - start
@@ -146,7 +146,7 @@ def main() -> None:
         print(json.dumps(run_one(args.runtime[0], args.chunks, args.batch, args.threads, args.rounds)))
         return
 
-    from cidx_daemon.embedding import available_embedders
+    from cidx_daemon.search.embedding import available_embedders
 
     print(f"python: {sys.executable} {sys.version.split()[0]}; load average {os.getloadavg()[0]:.1f}")
     chunks = stdlib_chunks(args.chunks)

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from cidx_daemon.engine import Engine
-from cidx_daemon.shared import config as cfgmod
+from cidx_daemon.search.engine import Engine
+from cidx_shared import config as cfgmod
 
 QUERIES = {
     "semantic": ["open a url with a timeout", "retry with backoff", "parse an http header",

@@ -1,7 +1,7 @@
 """Full-text engine benchmark on the running interpreter's standard library.
 
 Builds an FTS index of every stdlib ``.py`` file (chunked like the indexer
-when ``cidx_daemon.chunking`` is importable, else naively by 50 lines),
+when ``cidx_daemon.index.chunking`` is importable, else naively by 50 lines),
 then prints build figures and the median latency of a few queries per mode.
 Not part of the test suite; run it by hand:
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "daemon_pkg" / "src"))
 
 import numpy as np  # noqa: E402
 
-from cidx_daemon.fts import FtsDoc, FtsIndex, build_fts_index  # noqa: E402
+from cidx_daemon.search.fts import FtsDoc, FtsIndex, build_fts_index  # noqa: E402
 
 QUERIES: list[tuple[str, str, dict[str, object]]] = [
     ("regex", "urlopen", {"regex": True}),  # first regex query: includes decoding every text once
@@ -50,7 +50,7 @@ QUERIES: list[tuple[str, str, dict[str, object]]] = [
 
 def _chunks(text: str) -> Iterator[tuple[int, str]]:
     try:
-        from cidx_daemon.chunking import chunk_text
+        from cidx_daemon.index.chunking import chunk_text
     except ImportError:
         lines = text.split("\n")
         for i in range(0, len(lines), 50):

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from cidx_daemon.indexer import index_project
-from cidx_daemon.shared import config as cfgmod
+from cidx_daemon.index.indexer import index_project
+from cidx_shared import config as cfgmod
 
 DIM = 384  # MiniLM's, so the index has the shape a real one has
 

@@ -36,8 +36,8 @@ SOURCES = {
 
 def build_indexed_project(root: Path) -> Path:
     """A small real project, indexed by the real indexer; returns its config path."""
-    from cidx_daemon.indexer import index_project
-    from cidx_daemon.shared import config as cfgmod
+    from cidx_daemon.index.indexer import index_project
+    from cidx_shared import config as cfgmod
 
     root.mkdir(parents=True, exist_ok=True)
     for name, text in SOURCES.items():
@@ -49,7 +49,7 @@ def build_indexed_project(root: Path) -> Path:
 
 def copy_project(template_config: Path, dest: Path, **daemon_settings: Any) -> Path:
     """Copy an indexed template (indexing once per module keeps tests fast), tweak daemon settings."""
-    from cidx_daemon.shared import config as cfgmod
+    from cidx_shared import config as cfgmod
 
     shutil.copytree(cfgmod.project_root(template_config), dest, symlinks=True)
     config_path = dest / cfgmod.CONFIG_DIR / cfgmod.CONFIG_FILE
@@ -86,7 +86,7 @@ def socket_path(config_path: Path) -> Path:
 @contextlib.contextmanager
 def connect(config_path: Path) -> Iterator[rpyc.Connection]:
     """A raw rpyc client; deep paths go through the /proc/self/fd alias."""
-    from cidx_daemon.daemon.socket_setup import connect_address
+    from cidx_daemon.server.socket_setup import connect_address
 
     address, dir_fd = connect_address(config_path.parent, "daemon.sock")
     try:

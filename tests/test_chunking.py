@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cidx_daemon.chunking import Chunk, chunk_text
+from cidx_daemon.index.chunking import Chunk, chunk_text
 
 
 def file_lines(text: str) -> list[str]:

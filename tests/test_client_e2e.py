@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from cidx import cli_args, schema
-from cidx_daemon.indexer import index_project
-from cidx_daemon.shared import config as cfgmod
+from cidx_daemon.index.indexer import index_project
+from cidx_shared import cli_args, schema
+from cidx_shared import config as cfgmod
 from helpers import CLIENT_SRC, env, write_project
 
 BIN = os.path.dirname(sys.executable)  # the venv's bin: cidx-daemon lives here

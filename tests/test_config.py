@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from cidx import config as cfgmod
+from cidx_shared import config as cfgmod
 
 
 def test_init_creates_private_dir_and_defaults(tmp_path) -> None:

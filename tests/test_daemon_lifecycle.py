@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cidx_daemon.daemon.detach import exit_code_for, parse_ready_line
-from cidx_daemon.daemon.idle import check_interval, idle_decision
-from cidx_daemon.daemon.socket_setup import (
+from cidx_daemon.server.detach import exit_code_for, parse_ready_line
+from cidx_daemon.server.idle import check_interval, idle_decision
+from cidx_daemon.server.socket_setup import (
     MAX_SUN_PATH,
     classify_connect_error,
     decide_existing,
@@ -237,7 +237,7 @@ def test_idle_ttl_evicts_caches_without_shutdown(template: Path, tmp_path: Path)
 SLOW_ENGINE = '''
 from pathlib import Path
 
-from cidx_daemon.engine import Engine
+from cidx_daemon.search.engine import Engine
 
 
 class GatedEngine(Engine):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from rpyc.utils.authenticators import AuthenticationError
 
-from cidx_daemon.daemon.idle import ActivityTracker
-from cidx_daemon.daemon.peer import PeerUidAuthenticator, peer_allowed, peer_credentials
-from cidx_daemon.daemon.service import CidxService, DaemonInfo
+from cidx_daemon.server.idle import ActivityTracker
+from cidx_daemon.server.peer import PeerUidAuthenticator, peer_allowed, peer_credentials
+from cidx_daemon.server.service import CidxService, DaemonInfo
 from daemon_helpers import (
     build_indexed_project,
     connect,
@@ -121,7 +121,7 @@ def test_status_shape(daemon: Path) -> None:
 
 
 def test_reindex_while_serving_is_seen_by_the_next_query(template: Path, tmp_path: Path) -> None:
-    from cidx_daemon.indexer import index_project
+    from cidx_daemon.index.indexer import index_project
 
     config = copy_project(template, tmp_path / "proj")
     try:

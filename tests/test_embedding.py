@@ -13,15 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cidx_daemon.embedding import (
+from cidx_daemon.search.embedding import (
     Embedder,
     EmbedderError,
     available_embedders,
     load_embedder,
 )
-from cidx_daemon.embedding.bert_onnx import read_safetensors
-from cidx_daemon.embedding.minilm import MAX_TOKENS, SORT_WINDOW_BATCHES
-from cidx_daemon.embedding.model_files import locate_minilm
+from cidx_daemon.search.embedding.bert_onnx import read_safetensors
+from cidx_daemon.search.embedding.minilm import MAX_TOKENS, SORT_WINDOW_BATCHES
+from cidx_daemon.search.embedding.model_files import locate_minilm
 from embedding_reference import numpy_minilm
 from helpers import run_in_threads
 
@@ -234,7 +234,7 @@ def test_unknown_name_lists_known_ones() -> None:
 def test_runtime_never_imports_torch_or_hub_or_the_model_packages() -> None:
     code = (
         "import sys\n"
-        "from cidx_daemon.embedding import load_embedder\n"
+        "from cidx_daemon.search.embedding import load_embedder\n"
         "for name in ('minilm', 'minilm-int8'):\n"
         "    e = load_embedder(name)\n"
         "    e.embed_documents(['def f(): pass', 'x']); e.embed_query('q')\n"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cidx_daemon.engine import Engine
-from cidx_daemon.generations import IndexLockedError, current_name, index_lock
-from cidx_daemon.indexer import index_project
-from cidx_daemon.shared import config as cfgmod
+from cidx_daemon.index.generation import IndexLockedError, current_name, index_lock
+from cidx_daemon.index.indexer import index_project
+from cidx_daemon.search.engine import Engine
+from cidx_shared import config as cfgmod
 from helpers import PYTHON, daemon_cli, env, write_project
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cidx_daemon.fts import (
+from cidx_daemon.search.fts import (
     FtsDoc,
     FtsHit,
     FtsIndex,
@@ -25,7 +25,7 @@ from cidx_daemon.fts import (
     highlight,
     regex_scan,
 )
-from cidx_daemon.fts.corpus import Corpus, CorpusWriter
+from cidx_daemon.search.fts.corpus import Corpus, CorpusWriter
 from helpers import run_in_threads
 
 

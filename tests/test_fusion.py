@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cidx_daemon.fusion import rrf
+from cidx_daemon.search.fusion import rrf
 
 
 def test_rrf_scores_and_ranks() -> None:

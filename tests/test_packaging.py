@@ -23,6 +23,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ROOT = ROOT / "client_zipapp"
+SHARED_ROOT = ROOT / "daemon_pkg" / "src"
+#: The zipapp's packages: the client and the stdlib-only package it shares with the daemon.
+ZIPAPP_PACKAGES = ((CLIENT_ROOT, "cidx"), (SHARED_ROOT, "cidx_shared"))
 
 
 def load_build_script() -> ModuleType:
@@ -71,8 +74,9 @@ def shebang(pyz: Path) -> tuple[str, str]:
 
 def test_zipapp_holds_the_client_package_and_nothing_else(pyz: Path) -> None:
     sources = {
-        path.relative_to(CLIENT_ROOT).as_posix()
-        for path in (CLIENT_ROOT / "cidx").rglob("*.py")
+        path.relative_to(root).as_posix()
+        for root, package in ZIPAPP_PACKAGES
+        for path in (root / package).rglob("*.py")
         if not {"__pycache__", "tests", "test"} & set(path.parts)
     }
     expected = {"__main__.py", "__main__.pyc"} | sources | {name + "c" for name in sources}
@@ -80,6 +84,7 @@ def test_zipapp_holds_the_client_package_and_nothing_else(pyz: Path) -> None:
     assert len(names) == len(set(names))
     assert set(names) == expected
     assert "cidx/__main__.py" in names and "cidx/cli.py" in names
+    assert "cidx_shared/__init__.py" in names and "cidx_shared/schema.py" in names
 
 
 def imported_modules(tree: ast.AST) -> Iterator[tuple[int, str]]:
@@ -127,7 +132,7 @@ def test_zipapp_code_imports_only_the_standard_library(pyz: Path) -> None:
                 continue
             for lineno, module in imported_modules(ast.parse(archive.read(name), name)):
                 top = module.partition(".")[0]
-                if top != "cidx" and top not in sys.stdlib_module_names:
+                if top not in ("cidx", "cidx_shared") and top not in sys.stdlib_module_names:
                     offenders.append(f"{name}:{lineno}: {module}")
     assert offenders == []
 

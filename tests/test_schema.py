@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cidx import cli_args, schema
+from cidx_shared import cli_args, schema
 
 
 def parse(argv: list[str]) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cidx_daemon.walk import SourceFile, content_hash, read_source, walk_project
+from cidx_daemon.index.walk import SourceFile, content_hash, read_source, walk_project
 
 NOBODY = 65534
 

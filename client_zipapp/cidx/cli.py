@@ -12,9 +12,10 @@ import os
 import sys
 import time
 
+from cidx_shared import config as cfgmod
+from cidx_shared.schema import RequestError, parse_query_argv, validate_request
+
 from . import __version__
-from . import config as cfgmod
-from .schema import RequestError, parse_query_argv, validate_request
 
 # Same values as render.EXIT_*; not imported from there so that the renderer stays off
 # the hot path until the reply is on its way (see delegate._warm_imports).
@@ -37,7 +38,7 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli_args import CliParser, add_query_arguments
+    from cidx_shared.cli_args import CliParser, add_query_arguments
 
     p = CliParser(prog="cidx", description=(
         "Semantic, full-text and hybrid code search, answered by a warm per-project daemon."),
@@ -130,7 +131,7 @@ def _dispatch(args: argparse.Namespace, started: float) -> int:
 
 
 def cmd_query(args: argparse.Namespace, started: float) -> int:
-    from .cli_args import request_from_namespace
+    from cidx_shared.cli_args import request_from_namespace
 
     return run_query(request_from_namespace(args), started, as_json=args.json, quiet=args.quiet)
 
@@ -149,7 +150,7 @@ def run_query(req: dict, started: float, *, as_json: bool, quiet: bool) -> int:
 
 
 def print_document(doc: dict, *, as_json: bool, quiet: bool, total_s: float) -> int:
-    from .render import emit_document
+    from cidx_shared.render import emit_document
 
     return emit_document(doc, as_json=as_json, quiet=quiet, total_s=total_s)
 

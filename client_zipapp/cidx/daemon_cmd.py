@@ -12,10 +12,11 @@ import os
 import sys
 import time
 
-from . import config as cfgmod
+from cidx_shared import config as cfgmod
+from cidx_shared.schema import PROTOCOL_VERSION
+
 from . import daemon_control, restart_budget
 from .rpc_client import RpcConnection, TransportError, connect
-from .schema import PROTOCOL_VERSION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import config as cfgmod
+from cidx_shared import config as cfgmod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -27,11 +27,12 @@ import os
 import sys
 import time
 
-from . import config as cfgmod
+from cidx_shared import config as cfgmod
+from cidx_shared.schema import PROTOCOL_VERSION
+
 from . import recovery as rc
 from .restart_budget import clear_budget, load_budget, save_budget
 from .rpc_client import ProtocolError, RemoteError, TransportError, connect
-from .schema import PROTOCOL_VERSION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ QUERY_TIMEOUT_S = 300.0
 
 
 def _warm_imports() -> None:
-    from . import render  # noqa: F401
+    from cidx_shared import render  # noqa: F401
 
 
 def query_via_daemon(cfg: dict, config_path: Path, req: dict) -> dict:

@@ -67,7 +67,7 @@ def load_budget(path: str | os.PathLike[str]) -> list[float]:
 def save_budget(path: str | os.PathLike[str], timestamps: Iterable[float]) -> None:
     """Atomically replace ``path`` with ``timestamps`` (mode 0600). Raises OSError;
     the caller treats the budget as best-effort."""
-    from .config import write_json_atomic
+    from cidx_shared.config import write_json_atomic
 
     write_json_atomic(path, {"restarts": [float(t) for t in timestamps]})
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import subprocess
 
+from cidx_shared.schema import request_to_argv
+
 from .daemon_control import daemon_command
-from .schema import request_to_argv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

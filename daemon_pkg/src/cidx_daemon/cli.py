@@ -16,11 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+from cidx_shared import config as cfgmod
+from cidx_shared.cli_args import CliParser, add_query_arguments, request_from_namespace
+from cidx_shared.render import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, emit_document
+from cidx_shared.schema import RequestError
+
 from . import __version__
-from .shared import config as cfgmod
-from .shared.cli_args import CliParser, add_query_arguments, request_from_namespace
-from .shared.render import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, emit_document
-from .shared.schema import RequestError
 
 
 class CliError(Exception):
@@ -98,7 +99,7 @@ def _dispatch(args: argparse.Namespace, started: float) -> int:
     if args.command == "init":
         return cmd_init(args)
     if args.command == "serve":
-        from .daemon.server import run_serve
+        from cidx_daemon.server.server import run_serve
 
         return run_serve(args)
     config_path = _config_path(args)
@@ -134,14 +135,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> int:
-    from .generations import IndexLockedError
-    from .indexer import index_project
+    from cidx_daemon.index.generation import IndexLockedError
+    from cidx_daemon.index.indexer import index_project
 
     try:
         if args.quiet or args.json:
             stats = index_project(config_path, clear=args.clear)
         else:
-            from .progress import RichProgress
+            from cidx_daemon.progress import RichProgress
 
             with RichProgress() as progress:
                 stats = index_project(config_path, clear=args.clear, progress=progress)
@@ -161,7 +162,7 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
 
 def cmd_query(args: argparse.Namespace, config_path: Path, started: float) -> int:
     req = request_from_namespace(args)
-    from .engine import Engine
+    from cidx_daemon.search.engine import Engine
 
     doc = Engine(config_path, served_by="standalone").query(req)
     return emit_document(doc, as_json=args.json, quiet=args.quiet,
@@ -169,8 +170,8 @@ def cmd_query(args: argparse.Namespace, config_path: Path, started: float) -> in
 
 
 def cmd_status(args: argparse.Namespace, config_path: Path, started: float) -> int:
-    from .engine import Engine
-    from .staleness import stale_files
+    from cidx_daemon.index.staleness import stale_files
+    from cidx_daemon.search.engine import Engine
 
     info = Engine(config_path).status()
     if info.get("indexed"):
@@ -196,7 +197,7 @@ def cmd_status(args: argparse.Namespace, config_path: Path, started: float) -> i
 
 
 def cmd_clean(args: argparse.Namespace, config_path: Path, started: float) -> int:
-    from .generations import index_lock
+    from cidx_daemon.index.generation import index_lock
 
     cdir = cfgmod.config_dir(config_path)
     with index_lock(cdir):

@@ -27,8 +27,8 @@ from typing import Any
 import rpyc
 
 from cidx_daemon import __version__
-from cidx_daemon.daemon.idle import ActivityTracker
-from cidx_daemon.shared import schema
+from cidx_daemon.server.idle import ActivityTracker
+from cidx_shared import schema
 
 log = logging.getLogger("cidx_daemon.service")
 

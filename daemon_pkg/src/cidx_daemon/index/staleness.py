@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import generations as gens
-from .chunkstore import ChunkTable
-from .shared import config as cfgmod
-from .walk import walk_project
+from cidx_daemon.index import generation as gens
+from cidx_daemon.index.chunk_table import ChunkTable
+from cidx_daemon.index.walk import walk_project
+from cidx_shared import config as cfgmod
 
 
 def stale_files(config_path: Path) -> dict[str, int]:

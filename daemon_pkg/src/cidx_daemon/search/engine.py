@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from . import filters
-from . import generations as gens
-from .chunkstore import ChunkTable
-from .fusion import rrf
-from .shared import config as cfgmod
-from .shared.schema import (
+from cidx_daemon.index import generation as gens
+from cidx_daemon.index.chunk_table import ChunkTable
+from cidx_daemon.search import filters
+from cidx_daemon.search.fusion import rrf
+from cidx_shared import config as cfgmod
+from cidx_shared.schema import (
     FUSION_WINDOW,
     RRF_K,
     RequestError,
@@ -112,7 +112,7 @@ class Engine:
             return self._embedder
         with self._load_lock:
             if self._embedder is None or self._embedder_name != name:
-                from .embedding import load_embedder
+                from cidx_daemon.search.embedding import load_embedder
 
                 t0 = time.perf_counter()
                 self._embedder = load_embedder(name)
@@ -153,9 +153,9 @@ class Engine:
         except RequestError as exc:
             return make_error_document("bad_request", str(exc))
         except Exception as exc:  # anything else is ours, not the user's: report, stay up
-            from .embedding import EmbedderError
-            from .fts import FtsQueryError
-            from .languages import UnknownLanguageError
+            from cidx_daemon.languages import UnknownLanguageError
+            from cidx_daemon.search.embedding import EmbedderError
+            from cidx_daemon.search.fts import FtsQueryError
 
             if isinstance(exc, (UnknownLanguageError, FtsQueryError)):
                 return make_error_document("bad_request", str(exc))
@@ -225,7 +225,7 @@ class Engine:
         if cur is None:
             info["indexed"] = False
             return info
-        from .indexer import load_meta
+        from cidx_daemon.index.indexer import load_meta
 
         meta = load_meta(cur)
         info.update({
@@ -242,8 +242,8 @@ class Engine:
 
 
 def _open_generation(path: Path, stamp: tuple[int, int] | None) -> Loaded:
-    from .fts import FtsIndex
-    from .indexer import load_meta
+    from cidx_daemon.index.indexer import load_meta
+    from cidx_daemon.search.fts import FtsIndex
 
     meta = load_meta(path)
     return Loaded(stamp=stamp, name=path.name, path=path, meta=meta, table=ChunkTable(path),

@@ -33,12 +33,12 @@ from typing import Any
 from rpyc.utils.server import ThreadedServer
 
 from cidx_daemon import __version__
-from cidx_daemon.daemon import detach as detachmod
-from cidx_daemon.daemon.idle import ActivityTracker, check_interval, idle_decision
-from cidx_daemon.daemon.peer import PeerUidAuthenticator
-from cidx_daemon.daemon.service import PROTOCOL_CONFIG, CidxService, DaemonInfo
-from cidx_daemon.daemon.socket_setup import AlreadyRunning, BoundSocket, SocketSetupError, claim_socket
-from cidx_daemon.shared import config as cfgmod
+from cidx_daemon.server import detach as detachmod
+from cidx_daemon.server.idle import ActivityTracker, check_interval, idle_decision
+from cidx_daemon.server.peer import PeerUidAuthenticator
+from cidx_daemon.server.service import PROTOCOL_CONFIG, CidxService, DaemonInfo
+from cidx_daemon.server.socket_setup import AlreadyRunning, BoundSocket, SocketSetupError, claim_socket
+from cidx_shared import config as cfgmod
 
 log = logging.getLogger("cidx_daemon.server")
 
@@ -172,7 +172,7 @@ def make_engine(config_path: Path) -> Any:
         factory: Callable[[Path], Any] = getattr(importlib.import_module(module_name), attr)
         log.info("engine factory from %s: %s", ENGINE_FACTORY_ENV, spec)
         return factory(config_path)
-    from cidx_daemon.engine import Engine
+    from cidx_daemon.search.engine import Engine
 
     return Engine(config_path, served_by="daemon")
 

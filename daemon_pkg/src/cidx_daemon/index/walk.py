@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pathspec
 
-from .languages import TEXT, language_for_path
+from cidx_daemon.languages import TEXT, language_for_path
 
 __all__ = ["SkipHandler", "SourceFile", "content_hash", "read_source", "walk_project"]
 

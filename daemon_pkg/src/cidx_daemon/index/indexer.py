@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import generations as gens
-from .chunking import chunk_text
-from .chunkstore import ChunkTable, ChunkTableWriter
-from .shared import config as cfgmod
-from .walk import content_hash, read_source, walk_project
+from cidx_daemon.index import generation as gens
+from cidx_daemon.index.chunk_table import ChunkTable, ChunkTableWriter
+from cidx_daemon.index.chunking import chunk_text
+from cidx_daemon.index.walk import content_hash, read_source, walk_project
+from cidx_shared import config as cfgmod
 
 META_VERSION = 1
 
@@ -185,13 +185,13 @@ def index_project(
 
 
 def _default_embedder(name: str) -> Any:
-    from .embedding import load_embedder
+    from cidx_daemon.search.embedding import load_embedder
 
     return load_embedder(name)
 
 
 def _build_fts(directory: Path, table: ChunkTable, progress: Progress) -> None:
-    from .fts import FtsDoc, build_fts_index
+    from cidx_daemon.search.fts import FtsDoc, build_fts_index
 
     def docs():  # type: ignore[no-untyped-def]
         for row in range(len(table)):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pathspec
 
-from .languages import resolve_languages
+from cidx_daemon.languages import resolve_languages
 
 
 def file_mask(files: Sequence[Any], req: dict[str, Any]) -> np.ndarray | None:

@@ -1,0 +1,1 @@
+"""Writing the index: walk the project, chunk, embed, and publish immutable generations."""

@@ -1,0 +1,1 @@
+"""Answering queries: the engine, its filters and fusion, full text and embeddings."""

@@ -1,1 +1,0 @@
-../../../../client_zipapp/cidx/cli_args.py

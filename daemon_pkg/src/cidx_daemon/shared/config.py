@@ -1,1 +1,0 @@
-../../../../client_zipapp/cidx/config.py
