@@ -21,6 +21,8 @@ from typing import Any
 
 import rpyc
 
+from cidx_shared.schema import PROTOCOL_VERSION
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join([str(ROOT / "daemon_pkg" / "src"), str(ROOT / "client_zipapp")])
 DEADLINE_S = 60.0
@@ -104,11 +106,19 @@ def rpc(config_path: Path, method: str, *args: Any) -> Any:
     with connect(config_path) as conn:
         text = getattr(conn.root, method)(*args)
         assert type(text) is str, f"{method} returned {type(text)}, not JSON text"
-        return json.loads(text)
+        doc = json.loads(text)
+        assert doc.pop("protocol") == PROTOCOL_VERSION, f"{method}: every answer says its protocol"
+        return doc
+
+
+def envelope(config_path: Path, request: Any, **overrides: Any) -> str:
+    """A query as the client sends it: protocol and project travel with the request."""
+    return json.dumps({"protocol": PROTOCOL_VERSION, "project": str(config_path.parent.parent),
+                       "request": request, **overrides})
 
 
 def query(config_path: Path, **request: Any) -> dict[str, Any]:
-    return rpc(config_path, "query", json.dumps(request))
+    return rpc(config_path, "query", envelope(config_path, request))
 
 
 def pid_alive(pid: int) -> bool:

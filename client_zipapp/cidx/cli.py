@@ -13,7 +13,7 @@ import sys
 import time
 
 from cidx_shared import config as cfgmod
-from cidx_shared.schema import RequestError, parse_query_argv, validate_request
+from cidx_shared.schema import RequestError, parse_query_argv
 
 from . import __version__
 
@@ -24,7 +24,6 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from pathlib import Path
 
 HANDED_OFF = {
     "index": "index the project (incremental; --clear to rebuild); runs the daemon package",
@@ -84,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         fast = parse_query_argv(argv[1:]) if argv and argv[0] == "query" else None
         if fast is not None:
             raw, output = fast
-            return run_query(validate_request(raw), started, as_json=output["json"],
-                             quiet=output["quiet"])
+            return run_query(raw, started, as_json=output["json"], quiet=output["quiet"])
         return _dispatch(build_parser().parse_args(argv), started)
     except (UsageError, RequestError, cfgmod.ConfigError) as exc:
         _say(f"error: {exc}")
@@ -94,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         _say("interrupted")
         return 130
     except Exception as exc:
-        from .daemon_control import DaemonNotInstalled
+        from .daemon_process import DaemonNotInstalled
 
         if isinstance(exc, DaemonNotInstalled):
             _say(f"error: {exc}")
@@ -109,10 +107,15 @@ def _say(message: str) -> None:
     sys.stderr.write(message.rstrip("\n") + "\n")
 
 
-def _project() -> tuple[Path, dict]:
+def _config_path() -> str:
     path = cfgmod.find_config()
     if path is None:
         raise UsageError(f"no .code-indexer/config.json in {os.getcwd()} or above: run 'cidx init'")
+    return path
+
+
+def _project() -> tuple[str, dict]:
+    path = _config_path()
     return path, cfgmod.load_config(path)
 
 
@@ -122,12 +125,15 @@ def _dispatch(args: argparse.Namespace, started: float) -> int:
         return cmd_query(args, started)
     if cmd == "init":
         return cmd_init(args)
-    config_path, cfg = _project()
     if cmd == "config":
+        config_path, cfg = _project()
         return cmd_config(args, config_path, cfg)
-    from . import daemon_cmd
+    from . import daemon_cli
 
-    return daemon_cmd.run(args.action, config_path, cfg, as_json=args.json)
+    # stop and status need only the socket's path: they work with a broken config.
+    config_path = _config_path()
+    cfg = cfgmod.load_config(config_path) if args.action in ("start", "restart") else None
+    return daemon_cli.run(args.action, config_path, cfg, as_json=args.json)
 
 
 def cmd_query(args: argparse.Namespace, started: float) -> int:
@@ -168,19 +174,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_handoff(cmd: str, rest: list[str]) -> int:
-    from .daemon_control import run_daemon_cli
+    from .daemon_process import run_daemon_cli, stop
 
     if any(a in ("-h", "--help") for a in rest):
-        return run_daemon_cli(cfgmod.default_config(), [cmd, *rest], None)
+        return run_daemon_cli([cmd, *rest], None)
     config_path, cfg = _project()
     if cmd == "clean" and "--all" in rest:
-        from . import daemon_cmd
-
-        daemon_cmd.stop(config_path, quiet=True)
-    return run_daemon_cli(cfg, [cmd, *rest], config_path)
+        stop(config_path)
+    return run_daemon_cli([cmd, *rest], config_path, cfg)
 
 
-def cmd_config(args: argparse.Namespace, config_path: Path, cfg: dict) -> int:
+def cmd_config(args: argparse.Namespace, config_path: str, cfg: dict) -> int:
     if args.show:
         import json
 
@@ -191,8 +195,8 @@ def cmd_config(args: argparse.Namespace, config_path: Path, cfg: dict) -> int:
     if args.daemon:
         print("Daemon mode enabled: queries go to the daemon (started on first query).")
     else:
-        from . import daemon_cmd
+        from .daemon_process import stop
 
-        stopped = daemon_cmd.stop(config_path, quiet=True)
+        stopped = stop(config_path).stopped
         print("Daemon mode disabled: queries run standalone." + (" Stopped the daemon." if stopped else ""))
     return EXIT_OK

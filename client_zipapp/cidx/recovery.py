@@ -28,49 +28,55 @@ Rules
 R1  Daemon disabled in config: the first action is ``RunStandalone``, silent.
     The daemon is never touched.
 R2  Otherwise always ``Connect`` first, even when the restart budget is spent:
-    the daemon may well be healthy, and a healthy daemon is always used.
-R3  Refused / timed out at connect (the daemon is not accepting yet): connect
-    again after ``retry_delays_ms[0]``, then ``[1]``, ... in order. When they
-    run out, the daemon is unreachable (R5). Every (re)start begins a fresh
-    sequence, from the first delay.
+    the daemon may well be healthy, and a healthy daemon is always used. A
+    connection is followed by ``SendQuery`` at once: the query is the first and
+    only request (the protocol version travels inside it, so there is no
+    handshake).
+R3  Busy at connect (timed out, backlog full: the daemon is alive or still
+    coming up): connect again after ``retry_delays_ms[0]``, then ``[1]``, ... in
+    order. When they run out, the daemon is unreachable (R5). Every (re)start
+    begins a fresh sequence, from the first delay.
 R4  Socket absent: ``StartDaemon``, at most once per invocation. Starting a
     daemon that is not there is normal first use, not a crash, so it costs no
     budget. An absent socket after any (re)start of this invocation means the
     daemon died or listens elsewhere: unreachable (R5). This bounds the loop.
-R5  Crash recovery. Unreachable (R3 exhausted, R4 after a start, a stale
-    socket reported by the caller, a failed start) or the connection lost in
-    the middle of a call (EOF/reset/timeout during ``hello`` or the query;
-    a timeout is a hung daemon, the reason says so): ``RestartDaemon`` if the
-    budget allows, else ``RunStandalone``. ``RestartDaemon`` means: stop the
-    old process if it still lives (it may be hung), remove the stale socket,
-    start, wait for readiness. Stale-socket removal is part of the restart
-    rather than its own action because nothing is ever decided between the two.
+R5  Crash recovery. Unreachable (R3 exhausted, R4 after a start, a stale socket
+    (refused: nobody listens), a failed start) or the connection lost in the
+    middle of the query (EOF/reset; or no answer while the daemon also fails a
+    liveness ping: hung, and the reason says so): ``RestartDaemon`` if the
+    budget allows, else ``RunStandalone``. ``RestartDaemon`` means: stop the old
+    process if it still lives and its pid is proven ours (it may be hung),
+    remove the stale socket, start, wait for readiness.
 R6  Budget: at most ``max_restarts`` crash restarts per ``window_s`` seconds,
     counted across invocations through the persisted list of restart times.
     Timestamps from the future (the clock went back) are dropped rather than
-    locking the daemon out. The restart's timestamp is in ``RestartDaemon.budget``, which the caller
-    saves *before* restarting, so an interrupted client still pays. A restart
-    whose start then fails still counted: the attempt was made. So the one
-    cause of a crash fallback is: budget spent.
-R7  Protocol mismatch at ``hello`` (dmypy and Bazel do the same): restart the
-    daemon to pick up the installed version. This is an upgrade, not a crash,
-    so it costs no budget, but at most one per invocation: a second mismatch
-    means the configured daemon command runs a different version, and restarting
-    again would loop; fall back with reason "protocol mismatch ...".
+    locking the daemon out. The restart's timestamp is in ``RestartDaemon.budget``,
+    which the caller saves *before* restarting, so an interrupted client still
+    pays. A restart whose start then fails still counted: the attempt was made.
+R7  Protocol mismatch (the daemon's reply says another version, or says none):
+    restart the daemon to pick up the installed version (dmypy and Bazel do the
+    same). An upgrade, not a crash: it costs no budget, but at most one per
+    invocation; a second mismatch means the daemon command runs a different
+    version, and restarting again would loop: fall back, reason "protocol mismatch".
 R8  Query answered: ``Done(result)``. Query refused by the engine (bad regex,
     no index, unknown language): ``Done(error=...)``: the daemon is healthy;
-    never a restart, never a fallback. ``Done`` carries one of the two, never both.
+    never a restart, never a fallback. A daemon that is alive (it answers a
+    liveness ping) but slow past the caller's deadline is not a crash either:
+    ``Busy`` gives ``Done(error=busy)``. ``Done`` carries one of the two, never both.
 R9  A healthy daemon clears the budget: ``Done.reset_budget`` is set when this
     invocation made no crash restart (and there is a budget to clear). A
     success that follows its own restart does not clear it, otherwise a daemon
     killed before every query would show "(1/2)" forever and never reach the
     fallback. ``cidx daemon start`` clears the budget explicitly (the caller).
-R10 Every ``RunStandalone`` carries a non-empty reason. It has exactly two
-    causes besides R1: budget spent (R5/R6) or a repeated mismatch (R7).
-R11 Termination: at most 1 start + ``max_restarts`` restarts + 1 upgrade per
+R10 Something that is not our daemon's socket (a symlink, a directory, another
+    uid's file, a daemon serving another project): ``RunStandalone`` at once,
+    saying what was found. Nothing is restarted, killed or removed.
+R11 Every ``RunStandalone`` carries a non-empty reason. Its causes besides R1:
+    budget spent (R5/R6), a repeated mismatch (R7), an unusable socket (R10).
+R12 Termination: at most 1 start + ``max_restarts`` restarts + 1 upgrade per
     invocation, each followed by at most ``len(retry_delays_ms) + 1`` connects
-    and one hello and one query, so every invocation ends in a bounded number
-    of steps with ``Done`` or ``RunStandalone``.
+    and one query, so every invocation ends in a bounded number of steps with
+    ``Done`` or ``RunStandalone``.
 """
 
 from __future__ import annotations
@@ -128,8 +134,8 @@ class SocketAbsent(_Record):
     __slots__ = ()
 
 
-class ConnectRefused(_Record):
-    """Connect: refused or timed out; the daemon may still be starting (R3)."""
+class ConnectBusy(_Record):
+    """Connect: timed out or the backlog is full; the daemon may still be starting (R3)."""
 
     __slots__ = ("reason",)
 
@@ -138,8 +144,16 @@ class ConnectRefused(_Record):
 
 
 class SocketStale(_Record):
-    """Connect, optional shortcut: the caller proved no live process owns the socket
-    (e.g. refused and the pid file names a dead process), so retrying is pointless."""
+    """Connect: refused on an existing socket file: no process listens any more (R5)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class SocketUnusable(_Record):
+    """Connect or SendQuery: something that is not this project's daemon (R10)."""
 
     __slots__ = ("reason",)
 
@@ -162,15 +176,6 @@ class StartFailed(_Record):
         self.reason = reason
 
 
-class HelloReply(_Record):
-    """Handshake: the daemon's protocol version (None if it did not say)."""
-
-    __slots__ = ("protocol_version",)
-
-    def __init__(self, protocol_version: int | None) -> None:
-        self.protocol_version = protocol_version
-
-
 class QueryOk(_Record):
     """SendQuery: the result document."""
 
@@ -191,8 +196,26 @@ class QueryError(_Record):
         self.error = error
 
 
+class Mismatch(_Record):
+    """SendQuery: the daemon speaks another protocol version (None: too old to say) (R7)."""
+
+    __slots__ = ("protocol_version",)
+
+    def __init__(self, protocol_version: int | None) -> None:
+        self.protocol_version = protocol_version
+
+
+class Busy(_Record):
+    """SendQuery: no answer by the deadline, but the daemon answers a liveness ping (R8)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 class ConnectionLost(_Record):
-    """Handshake / SendQuery: EOF, reset or timeout mid-call (transport, not application)."""
+    """SendQuery: EOF or reset mid-call, or hung (no answer and no ping): transport, not application."""
 
     __slots__ = ("reason", "timed_out")
 
@@ -226,8 +249,8 @@ class StartDaemon(_Action):
 
 
 class RestartDaemon(_Action):
-    """Print ``message``, save ``budget``, stop the old daemon if alive, remove the
-    socket, start the daemon and wait for readiness (R5, R7)."""
+    """Print ``message``, save ``budget``, stop the old daemon if alive and proven ours,
+    remove the stale socket, start the daemon and wait for readiness (R5, R7)."""
 
     __slots__ = ("attempt", "budget", "kind", "limit", "message", "reason")
 
@@ -241,14 +264,8 @@ class RestartDaemon(_Action):
         self.message = message
 
 
-class Handshake(_Action):
-    """Call ``hello`` and report the daemon's protocol version."""
-
-    __slots__ = ()
-
-
 class SendQuery(_Action):
-    """Send the query on the open connection."""
+    """Send the query (with the protocol version inside) on the open connection."""
 
     __slots__ = ()
 
@@ -315,20 +332,21 @@ def fallback_message(attempts: int, reason: str, log_path: str) -> str:
 # a move "m" is method ``_to_m``, which returns the next action. Pairs not
 # listed are protocol errors.
 _TRANSITIONS: dict[tuple[type, type], tuple[tuple[str | None, str], ...]] = {
-    (Connect, Connected):         ((None, "handshake"),),
-    (Connect, ConnectRefused):    (("retries_left", "retry"), ("budget_left", "restart"), (None, "fallback")),
+    (Connect, Connected):         ((None, "query"),),
+    (Connect, ConnectBusy):       (("retries_left", "retry"), ("budget_left", "restart"), (None, "fallback")),
     (Connect, SocketAbsent):      (("not_started", "start"), ("budget_left", "restart"), (None, "fallback")),
     (Connect, SocketStale):       (("budget_left", "restart"), (None, "fallback")),
+    (Connect, SocketUnusable):    ((None, "fallback"),),
     (StartDaemon, DaemonReady):   ((None, "connect"),),
     (StartDaemon, StartFailed):   (("budget_left", "restart"), (None, "fallback")),
     (RestartDaemon, DaemonReady): ((None, "connect"),),
     (RestartDaemon, StartFailed): (("budget_left", "restart"), (None, "fallback")),
-    (Handshake, HelloReply):      (("versions_match", "query"), ("may_upgrade", "upgrade"),
-                                   (None, "mismatch_fallback")),
-    (Handshake, ConnectionLost):  (("budget_left", "restart"), (None, "fallback")),
     (SendQuery, QueryOk):         ((None, "done"),),
     (SendQuery, QueryError):      ((None, "done"),),
+    (SendQuery, Busy):            ((None, "done"),),
     (SendQuery, ConnectionLost):  (("budget_left", "restart"), (None, "fallback")),
+    (SendQuery, Mismatch):        (("may_upgrade", "upgrade"), (None, "mismatch_fallback")),
+    (SendQuery, SocketUnusable):  ((None, "fallback"),),
 }
 
 
@@ -353,7 +371,7 @@ class Recovery:
         self._version = protocol_version
         self._now = now
         self._log_path = log_path
-        # Same rule as restart_budget.prune (not imported: keep this module standalone).
+        # R6: only restarts inside the window count; future ones (clock went back) are dropped.
         self._budget = tuple(sorted(t for t in loaded if 0 <= now - t < window_s))
         self._had_budget = bool(loaded)
         self._retry = 0           # retry delays used in the current connect sequence
@@ -393,16 +411,10 @@ class Recovery:
     def _not_started(self, event: object) -> bool:
         return not self._started
 
-    def _versions_match(self, event: HelloReply) -> bool:
-        return event.protocol_version == self._version
-
     def _may_upgrade(self, event: object) -> bool:
         return self._upgrades < MAX_UPGRADES
 
     # Moves: the only code that changes the state.
-
-    def _to_handshake(self, event: object) -> _Action:
-        return Handshake()
 
     def _to_query(self, event: object) -> _Action:
         return SendQuery()
@@ -434,10 +446,12 @@ class Recovery:
         return RestartDaemon(UPGRADE, self._upgrades, MAX_UPGRADES, reason, self._budget,
                              upgrade_message(reason))
 
-    def _to_done(self, event: QueryOk | QueryError) -> _Action:
+    def _to_done(self, event: QueryOk | QueryError | Busy) -> _Action:
         reset = self._crash_restarts == 0 and self._had_budget
         if isinstance(event, QueryOk):
             return Done(result=event.result, reset_budget=reset)
+        if isinstance(event, Busy):
+            return Done(error={"code": "busy", "message": event.reason}, reset_budget=reset)
         return Done(error=event.error, reset_budget=reset)
 
     def _to_fallback(self, event: object) -> _Action:
@@ -450,17 +464,20 @@ class Recovery:
 
     def _why(self, event: object) -> str:
         """The failure in words, for messages and the daemon-less log."""
-        if isinstance(event, ConnectRefused):
+        if isinstance(event, ConnectBusy):
             return f"daemon not accepting connections after {self._retry + 1} attempts: {event.reason}"
         if isinstance(event, SocketStale):
             return f"stale daemon socket: {event.reason}"
+        if isinstance(event, SocketUnusable):
+            return event.reason
         if isinstance(event, SocketAbsent):
             return "daemon socket missing after the daemon was started"
         if isinstance(event, StartFailed):
             return f"daemon failed to start: {event.reason}"
         if isinstance(event, ConnectionLost):
-            kind = "timed out (treated as a crash)" if event.timed_out else "connection lost"
+            kind = "daemon hung (no answer, no liveness)" if event.timed_out else "connection lost"
             return f"{kind}: {event.reason}"
-        if isinstance(event, HelloReply):
-            return f"protocol mismatch: daemon speaks {event.protocol_version}, client {self._version}"
+        if isinstance(event, Mismatch):
+            theirs = "no version" if event.protocol_version is None else event.protocol_version
+            return f"protocol mismatch: daemon speaks {theirs}, client {self._version}"
         raise AssertionError(f"no failure in {event!r}")

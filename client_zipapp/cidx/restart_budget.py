@@ -14,8 +14,10 @@ Rules
   restarts, while refusing to run over it would break every query.
 * Writes are atomic (temp file in the same directory, then ``os.replace``),
   so a concurrent reader sees the old list or the new one, never half a file.
-  Two clients restarting at the same moment may lose one timestamp
-  (last writer wins); both were restarting the same daemon anyway.
+* A restart is decided and recorded under ``locked()`` (an flock on a file
+  beside the budget): two clients that saw the same crash take turns, and the
+  second finds the daemon already replaced instead of overwriting the first's
+  timestamp with its own list.
 * Mode 0600: it is per-user state next to the index.
 * Clearing deletes the file, so the common healthy query does no write.
 
@@ -32,12 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 FILENAME = "daemon-restarts.json"
-
-
-def prune(timestamps: Iterable[float], now: float, window_s: float) -> list[float]:
-    """The restarts still inside the window, oldest first. Future timestamps
-    (the clock went back) are dropped rather than locking out the daemon."""
-    return sorted(t for t in timestamps if 0 <= now - t < window_s)
 
 
 def load_budget(path: str | os.PathLike[str]) -> list[float]:
@@ -78,3 +74,32 @@ def clear_budget(path: str | os.PathLike[str]) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+class locked:
+    """Hold an exclusive flock beside the budget file while a restart is decided and done.
+
+    Best effort: if the lock file cannot be made (read-only directory), the restart
+    goes ahead unlocked, as the budget itself is advisory.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path) + ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> locked:
+        import fcntl
+
+        try:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

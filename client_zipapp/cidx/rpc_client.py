@@ -29,7 +29,10 @@ import os
 import sys
 from time import monotonic
 
+from cidx_shared.schema import ROOT_ID_PACK
+
 from .rpc_wire import (
+    HANDLE_PING,
     MSG_REQUEST,
     FrameDecoder,
     ProtocolError,
@@ -39,7 +42,7 @@ from .rpc_wire import (
     answer_request,
     build_callattr,
     build_close,
-    build_getroot,
+    build_request,
     decode_reply,
     encode_frame,
     parse_message,
@@ -180,12 +183,13 @@ class RpcConnection:
 
     After a TransportError other than a read timeout, or a ProtocolError from a
     corrupt stream, the connection is closed and further calls raise
-    TransportError(kind="eof"). After a read timeout it stays open: the late
-    reply is recognised by its sequence number and dropped, so the caller may
-    retry or close. RemoteError and "returned a reference" leave it usable.
+    TransportError(kind="eof"). After a read timeout it stays open: the caller
+    may ``wait_reply`` for the same answer, or make another call (the late reply
+    is then recognised by its sequence number and dropped), or close.
+    RemoteError and "returned a reference" leave it usable.
     """
 
-    __slots__ = ("_closed", "_decoder", "_inbox", "_next_seq", "_root", "_sock", "_timeout")
+    __slots__ = ("_closed", "_decoder", "_inbox", "_next_seq", "_pending", "_root", "_sock", "_timeout")
 
     def __init__(self, sock: _socket.socket, timeout: float | None = None) -> None:
         """``timeout``: default for `call`; None takes the socket's (None there: wait forever)."""
@@ -194,7 +198,9 @@ class RpcConnection:
         self._decoder = FrameDecoder()
         self._inbox: list[bytes] = []
         self._next_seq = SeqCounter()
-        self._root: RemoteRef | None = None
+        # The daemon holds its service at a well-known id_pack: no GETROOT round trip.
+        self._root = RemoteRef(ROOT_ID_PACK)
+        self._pending: int | None = None  # seq of a call whose reply timed out (see wait_reply)
         self._closed = False
 
     def __enter__(self) -> RpcConnection:
@@ -209,27 +215,56 @@ class RpcConnection:
 
     def call(self, method: str, *args: object, timeout: float | None = None,
              on_sent: Callable[[], object] | None = None) -> object:
-        """``daemon.exposed_<method>(*args)``; args and result are immutable values.
+        """``daemon.exposed_<method>(*args)``: one request frame, one reply frame.
 
-        ``timeout`` (seconds, default: the connection's) covers the whole call,
-        including fetching the root object on first use. ``on_sent`` runs once
-        the request is on the wire, before waiting for the reply: work done there
-        (importing what the display needs) overlaps with the daemon's, for free.
+        Args and result are immutable values. ``timeout`` (seconds, default: the
+        connection's) covers the call. ``on_sent`` runs once the request is on the
+        wire, before waiting for the reply: work done there (importing what the
+        display needs) overlaps with the daemon's, for free.
         """
         if self._closed:
             raise TransportError(KIND_EOF, "connection is closed")
         if timeout is None:
             timeout = self._timeout
         deadline = None if timeout is None else monotonic() + timeout
-        root = self._root
-        if root is None:
-            seq = self._next_seq()
-            root = self._roundtrip(seq, build_getroot(seq), deadline, True)
-            self._root = root
         seq = self._next_seq()
         # Built before anything is sent, so a bad argument (TypeError) leaves the stream intact.
-        payload = build_callattr(seq, root, method, args)
-        return self._roundtrip(seq, payload, deadline, False, on_sent)
+        payload = build_callattr(seq, self._root, method, args)
+        self._pending = seq
+        result = self._roundtrip(seq, payload, deadline, on_sent)
+        self._pending = None
+        return result
+
+    def wait_reply(self, timeout: float | None) -> object:
+        """Keep waiting for the reply of the last ``call`` that raised a timeout.
+
+        Lets a caller check on a slow daemon (is it alive?) between waits instead of
+        giving up on an answer that is on its way.
+        """
+        if self._closed:
+            raise TransportError(KIND_EOF, "connection is closed")
+        seq = self._pending
+        if seq is None:
+            raise TransportError(KIND_EOF, "no call is waiting for a reply")
+        result = self._receive(seq, None if timeout is None else monotonic() + timeout)
+        self._pending = None
+        return result
+
+    def ping(self, timeout: float) -> None:
+        """rpyc's PING: answered by the connection's own thread in the daemon, so a
+        daemon busy with a long query still answers, and a hung one does not."""
+        if self._closed:
+            raise TransportError(KIND_EOF, "connection is closed")
+        seq = self._next_seq()
+        self._roundtrip(seq, build_request(seq, HANDLE_PING, (b"cidx",)), monotonic() + timeout)
+
+    def peer_credentials(self) -> tuple[int, int, int]:
+        """(pid, uid, gid) of the process that listens on the other end, from the kernel
+        (SO_PEERCRED): what a daemon says about itself is never trusted for a pid."""
+        raw = self._sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        order = sys.byteorder
+        return (int.from_bytes(raw[0:4], order, signed=True), int.from_bytes(raw[4:8], order),
+                int.from_bytes(raw[8:12], order))
 
     def close(self) -> None:
         """Say goodbye (the server frees our state at once) and close; never raises."""
@@ -285,11 +320,14 @@ class RpcConnection:
             raise TransportError(KIND_EOF, "daemon closed the connection")
         return data
 
-    def _roundtrip(self, seq: int, payload: bytes, deadline: float | None, want_ref: bool,
+    def _roundtrip(self, seq: int, payload: bytes, deadline: float | None,
                    on_sent: Callable[[], object] | None = None) -> object:
         self._send(encode_frame(payload), deadline)
         if on_sent is not None:
             on_sent()
+        return self._receive(seq, deadline)
+
+    def _receive(self, seq: int, deadline: float | None) -> object:
         inbox = self._inbox
         while True:
             while inbox:
@@ -301,7 +339,7 @@ class RpcConnection:
                 if msg_type == MSG_REQUEST:
                     self._serve_request(rseq, body, deadline)
                 elif rseq == seq:
-                    return decode_reply(msg_type, body, want_ref)
+                    return decode_reply(msg_type, body)
                 # else: the reply to a call abandoned after a timeout; drop it.
             data = self._recv(deadline)
             try:

@@ -23,9 +23,11 @@ Layers (all verified against rpyc 6.0.2 ``rpyc/core/{channel,brine,protocol,vine
   ``(LABEL_TUPLE, (box(item), ...))``; an object of the sender as
   ``(LABEL_REMOTE_REF, id_pack)``; an object of the receiver handed back to it
   as ``(LABEL_LOCAL_REF, id_pack)``. ``id_pack`` is ``(str, int, int)``.
-* **Call**: GETROOT (3, no args) returns the service as a remote ref;
-  CALLATTR (8) takes ``(root_ref, name, args_tuple, kwargs_pairs)``, and the
-  server resolves ``name`` to ``exposed_<name>``.
+* **Call**: CALLATTR (8) takes ``(root_ref, name, args_tuple, kwargs_pairs)``,
+  and the server resolves ``name`` to ``exposed_<name>``. rpyc clients first ask
+  for ``root_ref`` with GETROOT (3); the cidx daemon holds its service at a
+  well-known id_pack (``cidx_shared.schema.ROOT_ID_PACK``) so this client skips
+  that round trip: a query is one request frame and one reply frame.
 
 Decoding never raises anything but `ProtocolError` on malformed input, so a
 garbled stream cannot crash the client with a stray IndexError. Standard library
@@ -45,7 +47,6 @@ LABEL_REMOTE_REF = 4
 
 HANDLE_PING = 1
 HANDLE_CLOSE = 2
-HANDLE_GETROOT = 3
 HANDLE_CALLATTR = 8
 HANDLE_DEL = 15
 
@@ -440,10 +441,6 @@ def build_request(seq: int, handler: int, args: tuple = ()) -> bytes:
     return bytes((MSG_REQUEST,)) + dump((seq, (handler, box(args))))
 
 
-def build_getroot(seq: int) -> bytes:
-    return build_request(seq, HANDLE_GETROOT, ())
-
-
 def build_callattr(seq: int, root: RemoteRef, name: str, args: tuple = (), kwargs: tuple = ()) -> bytes:
     """``root.<name>(*args, **dict(kwargs))``; `kwargs` is a tuple of (key, value) pairs."""
     return build_request(seq, HANDLE_CALLATTR, (root, name, args, kwargs))
@@ -545,22 +542,17 @@ def remote_error(body: object) -> RemoteError:
     return RemoteError(names[0], names[1], message, args, attr_map, tb)
 
 
-def decode_reply(msg_type: int, body: object, want_ref: bool = False) -> object:
+def decode_reply(msg_type: int, body: object) -> object:
     """Result of a finished request: the value, or RemoteError raised.
 
-    With ``want_ref`` (GETROOT) the reply must be a reference; otherwise it must
-    be a plain value, since the client has no proxies: a list or dict returned
-    by a daemon method arrives as a reference and is a daemon bug.
+    It must be a plain value, since the client has no proxies: a list or dict
+    returned by a daemon method arrives as a reference and is a daemon bug.
     """
     if msg_type == MSG_EXCEPTION:
         raise remote_error(body)
     if msg_type != MSG_REPLY:
         raise ProtocolError(f"message: type {msg_type} is not a reply")
     value = unbox(body)
-    if want_ref:
-        if type(value) is not RemoteRef:
-            raise ProtocolError("expected a reference to the daemon's root object")
-        return value
     if _contains_ref(value):
         raise ProtocolError("daemon returned a reference, not a value")
     return value

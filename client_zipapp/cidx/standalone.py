@@ -13,11 +13,10 @@ import subprocess
 
 from cidx_shared.schema import request_to_argv
 
-from .daemon_control import daemon_command
+from .daemon_process import daemon_command
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Any
 
 
@@ -25,11 +24,10 @@ class StandaloneError(RuntimeError):
     pass
 
 
-def run_query(cfg: dict, config_path: Path, req: dict[str, Any]) -> dict[str, Any]:
+def run_query(cfg: dict, config_path: str, req: dict[str, Any]) -> dict[str, Any]:
     argv = [*daemon_command(cfg), "--config", str(config_path), "query", "--json", *request_to_argv(req)]
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              check=False)
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     except OSError as exc:
         raise StandaloneError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
     try:

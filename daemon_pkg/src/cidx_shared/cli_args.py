@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .schema import OUTPUT_OPTIONS, QUERY_OPTIONS, validate_request
+from .schema import OUTPUT_OPTIONS, QUERY_OPTIONS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,12 +93,12 @@ _ARG_TYPES = {"int": _int_arg, "float": _float_arg}
 
 
 def request_from_namespace(ns: argparse.Namespace) -> dict[str, Any]:
-    """Parsed CLI flags -> validated request dict (raises RequestError)."""
+    """Parsed CLI flags -> raw request dict (only the flags given); the engine validates it."""
     raw: dict[str, Any] = {"query": ns.query}
     for opt in QUERY_OPTIONS:
         value = getattr(ns, opt.key)
         if value is not None and not (opt.kind == "bool" and value is False):
             raw[opt.key] = value
-    return validate_request(raw)
+    return raw
 
 

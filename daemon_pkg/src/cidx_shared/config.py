@@ -10,6 +10,10 @@ Rules
 * Unknown keys are kept on save (a newer version may have written them);
   invalid values are reported naming the key, e.g. ``daemon.ttl_minutes``.
 * Writes are atomic: write aside, then ``os.replace``.
+* Trust, as git's ``safe.directory``: a `.code-indexer/` or config that belongs
+  to another uid, or that others may write, is refused with one line saying so.
+  A project's config is data: it never names a program to run (the daemon
+  command comes from the user's own config, ``user_config_path()``).
 * The client's hot path (find, load) uses ``os.path`` and plain strings:
   ``pathlib`` costs ~4.7 ms to import (it pulls in ``urllib.parse`` and
   ``ipaddress``). Helpers the daemon uses return ``Path`` and import it lazily.
@@ -96,18 +100,64 @@ def default_config() -> dict[str, Any]:
     return cfg
 
 
+def check_owned(path: str, what: str, st: os.stat_result | None = None) -> None:
+    """Refuse ``path`` unless it belongs to us and only we may write it (ConfigError)."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        raise ConfigError(f"refusing {what} {path}: it belongs to uid {st.st_uid}, not to you (uid {uid})")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"refusing {what} {path}: others may write it (mode {st.st_mode & 0o777:o}); "
+                          f"run: chmod go-w {path}")
+
+
 def load_config(config_path: Path) -> dict[str, Any]:
-    """Read, validate and fill defaults. Raises ConfigError with a one-line reason."""
+    """Read, check ownership, validate and fill defaults. Raises ConfigError with a one-line reason."""
+    path = os.fspath(config_path)
     try:
-        with open(config_path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
+            check_owned(os.path.dirname(path), "the index directory")
+            check_owned(path, "the config", os.fstat(fh.fileno()))
             raw = json.loads(fh.read())
     except FileNotFoundError:
         raise ConfigError(f"no config at {config_path} (run 'cidx init')") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {config_path}: {exc}") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ConfigError(f"{config_path} is not valid JSON: {exc}") from None
     return validate_config(raw, source=str(config_path))
+
+
+def user_config_path() -> str:
+    """The user's own cidx settings: ``$XDG_CONFIG_HOME/cidx/config.json``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "cidx", "config.json")
+
+
+def load_user_config() -> dict[str, Any]:
+    """The user's config (``{}`` when absent). It may name the daemon command; it is
+    checked like a project config: ours, not writable by others, valid."""
+    path = user_config_path()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            check_owned(path, "the user config", os.fstat(fh.fileno()))
+            raw = json.loads(fh.read())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object")
+    daemon = raw.get("daemon", {})
+    if not isinstance(daemon, dict):
+        raise ConfigError(f"{path}: 'daemon' must be an object")
+    if "command" in daemon:
+        _check("daemon", "command", daemon["command"], path)
+    return raw
 
 
 def validate_config(raw: Any, source: str = "config") -> dict[str, Any]:
@@ -140,7 +190,9 @@ def _check(section: str, key: str, value: Any, source: str) -> None:
         if not isinstance(value, bool):
             raise bad("true or false")
     elif key in ("ttl_minutes", "restart_window_minutes"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        # value - value == 0 rejects NaN and the infinities without importing math
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+                or value - value != 0):
             raise bad("a positive number")
     elif key in ("max_file_bytes", "chunk_max_chars"):
         if not is_int(value) or value < 64:

@@ -84,6 +84,16 @@ def render_error(doc: dict[str, Any]) -> str:
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 
+def exit_code(doc: dict[str, Any]) -> int:
+    """0 for results; 2 for a usage error document; 1 for any other error."""
+    from .schema import USAGE_ERROR_CODES
+
+    err = doc.get("error")
+    if not err:
+        return EXIT_OK
+    return EXIT_USAGE if err.get("code") in USAGE_ERROR_CODES else EXIT_RUNTIME
+
+
 def emit_document(doc: dict[str, Any], *, as_json: bool, quiet: bool, total_s: float | None) -> int:
     """Print a document the way both CLIs do and return the exit code it deserves.
 
@@ -91,7 +101,7 @@ def emit_document(doc: dict[str, Any], *, as_json: bool, quiet: bool, total_s: f
     standalone fallback can read it); otherwise an error is one line on stderr.
     """
     err = doc.get("error")
-    code = EXIT_OK if not err else (EXIT_USAGE if err.get("code") == "bad_request" else EXIT_RUNTIME)
+    code = exit_code(doc)
     if as_json:
         sys.stdout.write(render_json(doc) + "\n")
     elif err:

@@ -11,8 +11,9 @@ flags were renamed or dropped between them. Here every query flag is a row of
 * ``parse_query_argv`` is the client's fast path for the same flags, without
   argparse (~7 ms of a ~30 ms warm query); it defers to argparse on anything
   unusual, and a property test holds it equal to argparse where it answers;
-* ``validate_request`` checks a request dict that arrived as JSON (the daemon
-  never trusts a client) and fills defaults;
+* ``validate_request`` checks a request and fills defaults. It runs once, in the
+  engine: the client only parses (types), the daemon never trusts a client, and
+  the standalone path reaches the same engine;
 * ``request_to_argv`` turns a request back into argv, so the standalone path
   (``cidx-daemon query ... --json``) receives exactly the same request.
 
@@ -20,11 +21,22 @@ Property tests assert ``parse(request_to_argv(r)) == r`` for random requests and
 that the fast path agrees with argparse, so a flag cannot be added to one path and
 forgotten in another.
 
+The wire (one crossing per query)
+---------------------------------
+A query is ONE RPC call after connect: ``query(envelope)`` where the envelope is
+the JSON text ``{"protocol": N, "project": ROOT, "request": {...}}``. The protocol
+version travels inside the request (as dmypy's does), so there is no handshake:
+a daemon of another version answers with a ``protocol_mismatch`` error document,
+and every document a daemon sends carries ``"protocol"`` (a reply without it
+comes from a daemon older than the envelope). ``project`` lets the daemon refuse
+to serve a project that is not its own. The client addresses the daemon's
+service object at the well-known ``ROOT_ID_PACK`` rather than asking for it
+(rpyc's GETROOT), which would cost a round trip.
+
 The result document (``make_result_document``) is the only thing the engine
 returns; ``--json`` prints it unchanged and the human renderer reads it.
 
-This module is shared verbatim with the daemon package (a symlink), so it may
-import only the standard library and its siblings.
+Standard library only: the client zipapp carries this module too.
 """
 
 from __future__ import annotations
@@ -33,10 +45,13 @@ TYPE_CHECKING = False  # typing is not imported at run time: every client start 
 if TYPE_CHECKING:
     from typing import Any
 
-#: Version of the client<->daemon RPC contract (``hello`` compares it).
-PROTOCOL_VERSION = 1
+#: Version of the client<->daemon RPC contract (the envelope's ``protocol``).
+PROTOCOL_VERSION = 2
 #: Version of the JSON result document.
 RESULT_SCHEMA_VERSION = 1
+#: rpyc id_pack under which every daemon connection holds the service object, so
+#: a client calls it without fetching the root first. (name, type id, object id).
+ROOT_ID_PACK = ("cidx.service", 0, 0)
 
 MODES = ("semantic", "fts", "hybrid")
 MAX_LIMIT = 1000
@@ -299,13 +314,38 @@ def make_result_document(
 
 def make_error_document(code: str, message: str) -> dict[str, Any]:
     """An application error (bad regex, no index yet...): not a crash, never restart for it."""
+    if code not in ERROR_CODES:
+        raise ValueError(f"unknown error code {code!r}: add it to ERROR_CODES")
     return {"schema": RESULT_SCHEMA_VERSION, "error": {"code": code, "message": message}}
 
 
-#: Error codes an engine may return; clients map them to exit codes / messages.
+#: Every error code a document may carry, and what it means. ``bad_request`` and
+#: ``bad_envelope`` are the user's or client's fault (exit 2); the rest exit 1.
 ERROR_CODES = {
     "bad_request": "the request is invalid (usage error)",
+    "bad_envelope": "the RPC envelope is malformed (a client bug)",
     "no_index": "the project has not been indexed yet",
-    "index_busy": "the index is being written",
+    "model": "the embedding model cannot be loaded",
     "internal": "unexpected failure inside the engine",
+    "protocol_mismatch": "client and daemon speak different protocol versions",
+    "wrong_project": "the daemon on this socket serves another project",
+    "busy": "the daemon is alive but did not answer in time",
 }
+USAGE_ERROR_CODES = frozenset(("bad_request", "bad_envelope"))
+
+
+def make_envelope(project: str, request: dict[str, Any]) -> dict[str, Any]:
+    """What the client sends for one query: see "The wire" above."""
+    return {"protocol": PROTOCOL_VERSION, "project": project, "request": request}
+
+
+def read_envelope(raw: Any) -> tuple[int | None, str | None, Any]:
+    """(protocol, project, request) of a decoded envelope; raises RequestError if it is not one."""
+    if not isinstance(raw, dict) or "protocol" not in raw:
+        raise RequestError("not a cidx request envelope (is the client older than the daemon?)")
+    protocol, project = raw.get("protocol"), raw.get("project")
+    if type(protocol) is not int:
+        raise RequestError("the envelope's protocol must be an integer")
+    if project is not None and not isinstance(project, str):
+        raise RequestError("the envelope's project must be a path")
+    return protocol, project, raw.get("request")

@@ -55,7 +55,7 @@ PROTOCOL_CONFIG: dict[str, Any] = {
 
 @dataclass
 class DaemonInfo:
-    """Facts about this daemon process that hello/status report."""
+    """Facts about this daemon process that status reports."""
 
     project_root: str
     socket_path: str
@@ -66,6 +66,13 @@ class DaemonInfo:
     started_at: float = field(default_factory=time.time)  # wall clock, for humans
     started_mono: float = field(default_factory=time.monotonic)
     warm_state: str = "pending"  # pending | warming | done | failed
+
+    def serves(self, project: str) -> bool:
+        """Is ``project`` (as a client names it) the directory this daemon serves?"""
+        try:
+            return os.path.realpath(project) == os.path.realpath(self.project_root)
+        except (OSError, ValueError):
+            return False
 
 
 def to_json(doc: Any) -> str:
@@ -79,8 +86,14 @@ def to_json(doc: Any) -> str:
     return json.dumps(doc, default=default, ensure_ascii=False)
 
 
-def error_json(code: str, message: str) -> str:
-    return to_json(schema.make_error_document(code, message))
+def publish_root(conn: rpyc.Connection, service: rpyc.Service) -> None:
+    """Hold ``service`` at the well-known ``schema.ROOT_ID_PACK`` on this connection.
+
+    The stdlib client then calls it directly instead of asking rpyc for the root
+    first (GETROOT, a round trip): a query is one request frame. rpyc has no public
+    hook for this; tests/unit/test_rpc_wire.py pins it to rpyc 6's behaviour.
+    """
+    conn._local_objects.add(schema.ROOT_ID_PACK, service)
 
 
 class CidxService(rpyc.Service):
@@ -100,6 +113,7 @@ class CidxService(rpyc.Service):
     # ------------------------------------------------------------ connection hooks
 
     def on_connect(self, conn: rpyc.Connection) -> None:
+        publish_root(conn, self)
         self._tracker.connected()
 
     def on_disconnect(self, conn: rpyc.Connection) -> None:
@@ -107,12 +121,34 @@ class CidxService(rpyc.Service):
 
     # ------------------------------------------------------------ plumbing
 
-    def _guarded(self, name: str, body: Callable[[], str]) -> str:
+    def _guarded(self, name: str, body: Callable[[], dict[str, Any]]) -> str:
+        """Run one method; every answer is a JSON document that says which protocol sent it."""
         try:
-            return body()
+            doc = body()
         except Exception as exc:  # the daemon outlives any bug in one request
             log.exception("internal error in %s", name)
-            return error_json("internal", f"{name} failed: {type(exc).__name__}: {exc}")
+            doc = schema.make_error_document("internal", f"{name} failed: {type(exc).__name__}: {exc}")
+        doc["protocol"] = schema.PROTOCOL_VERSION
+        return to_json(doc)
+
+    def _open_envelope(self, envelope_json: Any) -> tuple[Any, dict[str, Any] | None]:
+        """(request, None) for a well-formed envelope of our protocol and project, else
+        (None, error document). Only ``str`` is accepted: anything else arrived as a
+        netref, and touching it would call back into the client."""
+        if type(envelope_json) is not str:
+            return None, schema.make_error_document("bad_envelope", "expected the envelope as JSON text")
+        try:
+            protocol, project, request = schema.read_envelope(json.loads(envelope_json))
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            return None, schema.make_error_document("bad_envelope", f"unreadable envelope: {exc}")
+        if protocol != schema.PROTOCOL_VERSION:
+            return None, schema.make_error_document(
+                "protocol_mismatch",
+                f"the daemon speaks protocol {schema.PROTOCOL_VERSION}, the client {protocol}")
+        if project is not None and not self._info.serves(project):
+            return None, schema.make_error_document(
+                "wrong_project", f"this daemon serves {self._info.project_root}, not {project}")
+        return request, None
 
     def _generation(self) -> str | None:
         try:
@@ -132,56 +168,29 @@ class CidxService(rpyc.Service):
 
     # ------------------------------------------------------------ exposed API
 
-    def exposed_hello(self, client_protocol: int) -> str:
-        """Handshake: the client learns whether it speaks our protocol and whose daemon this is."""
+    def exposed_query(self, envelope_json: str) -> str:
+        """Run one search: the envelope in, the result document (or an error document) out."""
         with self._tracker.call():
-            def body() -> str:
-                if type(client_protocol) is not int:
-                    return error_json("bad_request", "hello expects the client protocol as an integer")
-                return to_json({
-                    "protocol": schema.PROTOCOL_VERSION,
-                    "compatible": client_protocol == schema.PROTOCOL_VERSION,
-                    "daemon_version": __version__,
-                    "project_root": self._info.project_root,
-                    "generation": self._generation(),
-                    "pid": self._info.pid,
-                    "started_at": self._info.started_at,
-                    "python": sys.executable,
-                })
-            return self._guarded("hello", body)
+            return self._guarded("query", lambda: self._query(envelope_json))
 
-    def exposed_query(self, request_json: str) -> str:
-        """Run one search; the answer is the result document or an error document, as JSON."""
-        with self._tracker.call():
-            return self._guarded("query", lambda: self._query(request_json))
-
-    def _query(self, request_json: Any) -> str:
-        if type(request_json) is not str:
-            return error_json("bad_request", "query expects the request as a JSON string")
-        try:
-            raw = json.loads(request_json)
-        except json.JSONDecodeError as exc:
-            return error_json("bad_request", f"the request is not valid JSON: {exc}")
-        try:
-            request = schema.validate_request(raw)
-        except schema.RequestError as exc:
-            return error_json("bad_request", str(exc))
-        doc = self._engine.query(request)
-        if isinstance(doc, dict):
-            if doc.get("error") is None:
-                if doc.get("served_by") is None:
-                    doc["served_by"] = "daemon"
-                self._note_generation(doc.get("generation"))
-            else:
-                log.info("query answered with error %s", doc["error"].get("code"))
-        return to_json(doc)
+    def _query(self, envelope_json: Any) -> dict[str, Any]:
+        request, refused = self._open_envelope(envelope_json)
+        if refused is not None:
+            log.info("refused a query: %s", refused["error"]["message"])
+            return refused
+        doc = self._engine.query(request)  # validates; never raises for the user's mistakes
+        if doc.get("error") is None:
+            self._note_generation(doc.get("generation"))
+        else:
+            log.info("query answered with error %s", doc["error"].get("code"))
+        return doc
 
     def exposed_status(self) -> str:
         """Health and cache state. Not counted as activity: watching a daemon must not keep it alive."""
         with self._tracker.call(activity=False):
             return self._guarded("status", self._status)
 
-    def _status(self) -> str:
+    def _status(self) -> dict[str, Any]:
         snap = self._tracker.snapshot()
         now = self._tracker.now()
         try:
@@ -189,10 +198,9 @@ class CidxService(rpyc.Service):
         except Exception as exc:
             log.exception("engine.status failed")
             engine_status = {"error": f"{type(exc).__name__}: {exc}"}
-        return to_json({
+        return {
             "pid": self._info.pid,
             "daemon_version": __version__,
-            "protocol": schema.PROTOCOL_VERSION,
             "python": sys.executable,
             "project_root": self._info.project_root,
             "started_at": self._info.started_at,
@@ -210,24 +218,24 @@ class CidxService(rpyc.Service):
                 "idle_seconds": round(max(0.0, now - snap.last_activity), 3),
             },
             "engine": engine_status,
-        })
+        }
 
     def exposed_clear_cache(self) -> str:
         """Drop the loaded model and index; the next query reloads them."""
         with self._tracker.call():
-            def body() -> str:
+            def body() -> dict[str, Any]:
                 self._engine.clear_cache()
                 self._tracker.mark_evicted()
                 log.info("caches cleared on request")
-                return to_json({"ok": True, "cleared": True, "pid": self._info.pid})
+                return {"ok": True, "cleared": True, "pid": self._info.pid}
             return self._guarded("clear_cache", body)
 
     def exposed_shutdown(self) -> str:
         """Acknowledge, then stop gracefully from another thread (in-flight queries finish)."""
         with self._tracker.call(activity=False):
-            def body() -> str:
+            def body() -> dict[str, Any]:
                 log.info("shutdown requested over RPC")
                 threading.Thread(target=self._request_stop, args=("rpc shutdown",),
                                  name="cidx-stop", daemon=True).start()
-                return to_json({"ok": True, "stopping": True, "pid": self._info.pid})
+                return {"ok": True, "stopping": True, "pid": self._info.pid}
             return self._guarded("shutdown", body)

@@ -189,7 +189,7 @@ def test_every_flag_reaches_the_engine(project: Path, enabled: bool) -> None:
         proc = cidx("query", query, *argv, "--json", cwd=project)
         assert proc.returncode == 0, (opt.flag, proc.stderr)
         doc = json.loads(proc.stdout)
-        expected = cli_args.request_from_namespace(_parse(["query", query, *argv]))
+        expected = schema.validate_request(cli_args.request_from_namespace(_parse(["query", query, *argv])))
         assert doc["request"] == expected, opt.flag
         assert doc["served_by"] == ("daemon" if enabled else "standalone")
         value = expected[opt.key]
@@ -266,17 +266,23 @@ def test_project_path_longer_than_a_unix_socket_path(template: Path, tmp_path: P
 
 
 OLD_DAEMON = r'''
+# The protocol-1 daemon, as cidx 0.1.0 shipped it: a handshake method, the request as
+# bare JSON, no well-known root. Run as "... serve --config CONFIG", like a real one.
 import json, os, sys
 import rpyc
 from rpyc.utils.server import ThreadedServer
 
 class OldDaemon(rpyc.Service):
     def exposed_hello(self, client_protocol):
-        return json.dumps({"protocol": 0, "pid": os.getpid()})
+        return json.dumps({"protocol": 1, "pid": os.getpid()})
 
-os.chdir(os.path.dirname(sys.argv[1]))
-server = ThreadedServer(OldDaemon, socket_path=os.path.basename(sys.argv[1]),
-                        protocol_config={"allow_pickle": False})
+    def exposed_query(self, request_json):
+        return json.dumps({"schema": 1, "error": {"code": "bad_request", "message": "unknown fields"}})
+
+config = sys.argv[sys.argv.index("--config") + 1]
+os.chdir(os.path.dirname(config))
+server = ThreadedServer(OldDaemon, socket_path="daemon.sock",
+                        protocol_config={"allow_pickle": False, "bind_threads": False})
 print("ready", flush=True)
 server.start()
 '''
@@ -285,8 +291,9 @@ server.start()
 def test_protocol_mismatch_replaces_the_old_daemon(project: Path, tmp_path: Path) -> None:
     script = tmp_path / "old_daemon.py"
     script.write_text(OLD_DAEMON)
-    sock = project / ".code-indexer" / "daemon.sock"
-    old = subprocess.Popen([sys.executable, str(script), str(sock)], stdout=subprocess.PIPE, text=True)
+    config = project / ".code-indexer" / "config.json"
+    old = subprocess.Popen([sys.executable, str(script), "serve", "--config", str(config)],
+                           stdout=subprocess.PIPE, text=True)
     try:
         assert old.stdout.readline().strip() == "ready"
         proc = cidx("query", "backoff", "--fts", "--json", cwd=project)

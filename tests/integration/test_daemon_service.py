@@ -15,10 +15,12 @@ from rpyc.utils.authenticators import AuthenticationError
 from cidx_daemon.server.idle import ActivityTracker
 from cidx_daemon.server.peer import PeerUidAuthenticator, peer_allowed, peer_credentials
 from cidx_daemon.server.service import CidxService, DaemonInfo
+from cidx_shared.schema import PROTOCOL_VERSION
 from daemon_helpers import (
     build_indexed_project,
     connect,
     copy_project,
+    envelope,
     kill_all,
     query,
     rpc,
@@ -46,34 +48,50 @@ def daemon(template: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def test_every_method_returns_json_text_never_a_netref(daemon: Path) -> None:
     with connect(daemon) as conn:
-        for answer in (conn.root.hello(1), conn.root.status(),
-                       conn.root.query(json.dumps({"query": "add numbers"})),
+        for answer in (conn.root.status(), conn.root.query(envelope(daemon, {"query": "add numbers"})),
                        conn.root.clear_cache()):
             assert type(answer) is str
-            assert isinstance(json.loads(answer), dict)
+            doc = json.loads(answer)
+            assert isinstance(doc, dict) and doc["protocol"] == PROTOCOL_VERSION
 
 
-def test_hello_reports_protocol_and_identity(daemon: Path) -> None:
-    hello = rpc(daemon, "hello", 1)
-    assert hello["protocol"] == 1 and hello["compatible"] is True
-    assert hello["project_root"] == str(daemon.parent.parent)
-    assert isinstance(hello["pid"], int) and hello["generation"]
-    assert rpc(daemon, "hello", 999)["compatible"] is False
+def test_status_reports_identity(daemon: Path) -> None:
+    status = rpc(daemon, "status")
+    assert status["project_root"] == str(daemon.parent.parent)
+    assert isinstance(status["pid"], int) and status["generation"]
 
 
-@pytest.mark.parametrize(("payload", "needle"), [
-    ("{not json", "not valid JSON"),
-    (json.dumps(["a", "list"]), "JSON object"),
-    (json.dumps({"query": "x", "limit": 0}), "--limit"),
-    (json.dumps({"query": "x", "bogus": 1}), "unknown request field"),
-    (json.dumps({"query": "   "}), "empty"),
-    (json.dumps({"query": "(", "fts": True, "regex": True}), ""),
+def test_the_protocol_travels_with_the_query_and_a_mismatch_is_a_document(daemon: Path) -> None:
+    doc = rpc(daemon, "query", envelope(daemon, {"query": "add"}, protocol=PROTOCOL_VERSION + 1))
+    assert doc["error"]["code"] == "protocol_mismatch"
+    assert f"client {PROTOCOL_VERSION + 1}" in doc["error"]["message"]
+
+
+def test_the_daemon_serves_only_its_own_project(daemon: Path, tmp_path: Path) -> None:
+    doc = rpc(daemon, "query", envelope(daemon, {"query": "add", "fts": True}, project=str(tmp_path)))
+    assert doc["error"]["code"] == "wrong_project" and str(daemon.parent.parent) in doc["error"]["message"]
+    link = tmp_path / "same-project-by-another-name"
+    link.symlink_to(daemon.parent.parent)
+    doc = rpc(daemon, "query", envelope(daemon, {"query": "add", "fts": True}, project=str(link)))
+    assert doc["error"] is None
+
+
+@pytest.mark.parametrize(("payload", "code", "needle"), [
+    ("{not json", "bad_envelope", "unreadable envelope"),
+    (json.dumps(["a", "list"]), "bad_envelope", "not a cidx request envelope"),
+    (json.dumps({"query": "x"}), "bad_envelope", "not a cidx request envelope"),  # a protocol-1 client
+    ("[" * 100_000 + "]" * 100_000, "bad_envelope", "unreadable envelope"),  # no RecursionError escapes
+    ({"query": "x", "limit": 0}, "bad_request", "--limit"),
+    ({"query": "x", "bogus": 1}, "bad_request", "unknown request field"),
+    ({"query": "   "}, "bad_request", "empty"),
+    ({"query": "(", "fts": True, "regex": True}, "bad_request", ""),
+    (["a", "list"], "bad_request", "JSON object"),
 ])
-def test_application_errors_are_documents_and_daemon_stays_up(daemon: Path, payload: str,
+def test_application_errors_are_documents_and_daemon_stays_up(daemon: Path, payload: object, code: str,
                                                                needle: str) -> None:
     pid = rpc(daemon, "status")["pid"]
-    doc = rpc(daemon, "query", payload)
-    assert doc["error"]["code"] == "bad_request", doc
+    doc = rpc(daemon, "query", payload if isinstance(payload, str) else envelope(daemon, payload))
+    assert doc["error"]["code"] == code, doc
     assert needle in doc["error"]["message"]
     assert rpc(daemon, "status")["pid"] == pid
     assert query(daemon, query="add numbers", fts=True)["error"] is None
@@ -82,9 +100,7 @@ def test_application_errors_are_documents_and_daemon_stays_up(daemon: Path, payl
 def test_non_string_arguments_are_refused_not_dereferenced(daemon: Path) -> None:
     with connect(daemon) as conn:
         doc = json.loads(conn.root.query({"query": "x"}))  # a dict travels as a netref
-        assert doc["error"]["code"] == "bad_request"
-        doc = json.loads(conn.root.hello("1"))
-        assert doc["error"]["code"] == "bad_request"
+        assert doc["error"]["code"] == "bad_envelope"
 
 
 def test_modes_return_results_from_the_real_engine(daemon: Path) -> None:
@@ -178,7 +194,8 @@ def test_unexpected_exception_is_logged_and_answered_as_internal(caplog: pytest.
                       auto_shutdown_on_idle=True)
     service = CidxService(_ExplodingEngine(), info, ActivityTracker(), lambda why: None)
     with caplog.at_level(logging.ERROR, logger="cidx_daemon.service"):
-        doc = json.loads(service.exposed_query(json.dumps({"query": "x"})))
+        doc = json.loads(service.exposed_query(json.dumps({"protocol": PROTOCOL_VERSION, "project": "/p",
+                                                           "request": {"query": "x"}})))
     assert doc["error"]["code"] == "internal" and "kaboom" in doc["error"]["message"]
     assert any(r.exc_info for r in caplog.records)  # the traceback goes to the log...
     assert "Traceback" not in doc["error"]["message"]  # ...not to the client

@@ -12,9 +12,10 @@ from cidx_shared import cli_args, schema
 
 
 def parse(argv: list[str]) -> dict:
+    """argv -> the request the engine works on: parsed (types only), then validated once."""
     p = argparse.ArgumentParser(exit_on_error=False)
     cli_args.add_query_arguments(p)
-    return cli_args.request_from_namespace(p.parse_args(argv))
+    return schema.validate_request(cli_args.request_from_namespace(p.parse_args(argv)))
 
 
 text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(
@@ -112,7 +113,7 @@ def argparse_result(argv: list[str]) -> object:
     except SystemExit:
         return "usage-error"
     try:
-        req = cli_args.request_from_namespace(ns)
+        req = schema.validate_request(cli_args.request_from_namespace(ns))
     except schema.RequestError as exc:
         return ("request-error", str(exc))
     return req, {"quiet": ns.quiet, "json": ns.json}
@@ -162,3 +163,46 @@ def test_fast_path_reads_everything_the_standalone_path_writes(req: dict) -> Non
 def test_fast_path_defers_on_help_and_abbreviations() -> None:
     for argv in (["-h"], ["x", "--lim", "3"], ["x", "--limit"], ["x", "--min-score", "-1"], ["a", "b"], []):
         assert schema.parse_query_argv(argv) is None
+
+
+def test_parsing_only_types_the_flags_given_and_leaves_validation_to_the_engine() -> None:
+    """Validate once, in the engine: the client sends what the user typed, typed."""
+    raw, _ = schema.parse_query_argv(["x", "--limit", "0", "--regex"])
+    assert raw == {"query": "x", "limit": 0, "regex": True}
+    p = argparse.ArgumentParser(exit_on_error=False)
+    cli_args.add_query_arguments(p)
+    assert cli_args.request_from_namespace(p.parse_args(["x", "--limit", "0"])) == {"query": "x", "limit": 0}
+    with pytest.raises(schema.RequestError, match="--limit must be at least 1"):
+        schema.validate_request(raw)
+
+
+def test_envelope_round_trip_and_refusals() -> None:
+    env = schema.make_envelope("/repo", {"query": "x"})
+    assert schema.read_envelope(env) == (schema.PROTOCOL_VERSION, "/repo", {"query": "x"})
+    for bad, message in (([1], "not a cidx request envelope"), ({"query": "x"}, "not a cidx request"),
+                         ({"protocol": "2"}, "must be an integer"),
+                         ({"protocol": 2, "project": 5}, "must be a path")):
+        with pytest.raises(schema.RequestError, match=message):
+            schema.read_envelope(bad)
+
+
+def test_every_error_code_sent_anywhere_is_documented() -> None:
+    """ERROR_CODES lists exactly the codes the code base sends (none missing, none dead)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sent: set[str] = set()
+    for path in [*root.glob("daemon_pkg/src/**/*.py"), *root.glob("client_zipapp/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None))
+                    == "make_error_document" and node.args and isinstance(node.args[0], ast.Constant)):
+                sent.add(node.args[0].value)
+            if isinstance(node, ast.Dict):  # {"code": "busy", ...} made by the client
+                for k, v in zip(node.keys, node.values, strict=True):
+                    if (isinstance(k, ast.Constant) and k.value == "code" and isinstance(v, ast.Constant)
+                            and isinstance(v.value, str)):
+                        sent.add(v.value)
+    assert sent == set(schema.ERROR_CODES), sent ^ set(schema.ERROR_CODES)
+    with pytest.raises(ValueError, match="unknown error code"):
+        schema.make_error_document("nonsense", "x")

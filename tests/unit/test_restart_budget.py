@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cidx.restart_budget import FILENAME, clear_budget, load_budget, prune, save_budget
+from cidx.recovery import Recovery
+from cidx.restart_budget import FILENAME, clear_budget, load_budget, locked, save_budget
+
+
+def prune(stamps, now, window_s):
+    """The recovery machine's view of a loaded budget (rule R6)."""
+    return list(Recovery(enabled=True, protocol_version=1, now=now, budget=stamps, window_s=window_s).budget)
 
 
 @pytest.fixture
@@ -112,3 +118,24 @@ def test_prune_keeps_a_sorted_sub_multiset_of_recent_past_timestamps(timestamps,
     assert all(kept.count(t) == timestamps.count(t) for t in kept)  # whole groups, nothing invented
     for t in timestamps:
         assert (t in kept) == (t <= now and now - t < window_s)
+
+
+def test_restarts_are_recorded_under_a_lock_so_concurrent_clients_lose_nothing(path):
+    """Eight clients each record a restart at once (read, append, write under ``locked``):
+    every timestamp survives. Without the lock, last-writer-wins loses most of them."""
+    import threading
+
+    start = threading.Barrier(8)
+
+    def record(t: float) -> None:
+        start.wait()
+        with locked(path):
+            save_budget(path, [*load_budget(path), t])
+
+    threads = [threading.Thread(target=record, args=(float(i),)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(load_budget(path)) == [float(i) for i in range(8)]
+    assert mode(str(path) + ".lock") == 0o600

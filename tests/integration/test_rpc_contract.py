@@ -26,8 +26,13 @@ import os, sys, time
 import rpyc
 from rpyc.utils.server import ThreadedServer
 
+from cidx_daemon.server.service import publish_root
+
 
 class TestService(rpyc.Service):
+    def on_connect(self, conn):
+        publish_root(conn, self)  # as the daemon does: no GETROOT needed
+
     def exposed_echo(self, value):
         return value
 

@@ -27,6 +27,7 @@ from daemon_helpers import (
     copy_project,
     daemon_env,
     daemon_pids,
+    envelope,
     kill_all,
     pid_alive,
     query,
@@ -106,8 +107,7 @@ def test_detached_start_status_sigterm(project: Path) -> None:
     assert stat.S_IMODE(os.stat(socket_path(project)).st_mode) == 0o600
     assert stat.S_ISSOCK(os.stat(socket_path(project)).st_mode)
     assert stat.S_IMODE(os.stat(project.parent).st_mode) == 0o700
-    hello = rpc(project, "hello", 1)
-    assert hello["compatible"] is True and hello["pid"] == pid
+    assert query(project, query="add numbers", fts=True)["error"] is None
 
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not pid_alive(pid), "the daemon to exit on SIGTERM")
@@ -188,7 +188,7 @@ def test_project_path_longer_than_sun_path(template: Path, tmp_path: Path) -> No
         assert started.returncode == 0, started.stderr
         assert sock.exists() and stat.S_ISSOCK(os.stat(sock).st_mode)  # at its real place
         with connect(config) as conn:  # through /proc/self/fd/N/daemon.sock
-            doc = conn.root.query('{"query": "add numbers", "fts": true}')
+            doc = conn.root.query(envelope(config, {"query": "add numbers", "fts": True}))
         assert type(doc) is str and '"error": null' in doc
         status = rpc(config, "status")
         assert status["socket_path"] == str(sock)
@@ -206,7 +206,7 @@ def test_idle_shutdown_removes_socket_and_exits(template: Path, tmp_path: Path) 
     config = copy_project(template, tmp_path / "proj", ttl_minutes=0.02, auto_shutdown_on_idle=True)
     try:
         assert start_detached(config).returncode == 0
-        pid = rpc(config, "hello", 1)["pid"]
+        pid = rpc(config, "status")["pid"]
         wait_for(lambda: not pid_alive(pid), "the idle daemon to exit")
         assert not socket_path(config).exists()
         log = (config.parent / "daemon.log").read_text()
