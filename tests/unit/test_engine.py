@@ -143,7 +143,7 @@ def test_odd_files_do_not_break_indexing(tmp_path: Path) -> None:
     os.close(fd)
     config = cfgmod.init_project(tmp_path)
     stats = index_project(config)
-    indexed = {f.path for f in Engine(config).current().table.files}
+    indexed = {f.path for f in Engine(config).current()[0].table.files}
     assert indexed == {"ok.py", "latin1.py"}
     assert stats.skipped  # binary and the bad name were reported
     doc = q(Engine(config), "caf", fts=True)
@@ -203,7 +203,10 @@ def _wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 @pytest.mark.parametrize("phase", ["staging", "embedding"])
-def test_kill_9_during_index_keeps_the_previous_generation(tmp_path: Path, phase: str) -> None:
+def test_kill_9_during_index_keeps_a_complete_generation(tmp_path: Path, phase: str) -> None:
+    """kill -9 while the first generation is staged: the old one stays live. kill -9 while
+    embedding (after the full-text-first generation was published): that one is live,
+    complete, finds the new text by full text, and the next run finishes the vectors."""
     config = cfgmod.init_project(write_project(tmp_path))
     index_project(config)
     idx = config.parent / "index"
@@ -215,21 +218,28 @@ def test_kill_9_during_index_keeps_the_previous_generation(tmp_path: Path, phase
     proc = subprocess.Popen([PYTHON, "-m", "cidx_daemon", "index", "--quiet"], cwd=tmp_path,
                             env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: any(".tmp-" in p.name for p in idx.iterdir()))
-        if phase == "embedding":
-            staged = next(p for p in idx.iterdir() if ".tmp-" in p.name)
-            time.sleep(0.5)
-            assert staged.exists() and not (staged / "meta.json").exists()
+        if phase == "staging":
+            _wait_for(lambda: any(".tmp-" in p.name for p in idx.iterdir()))
+        else:
+            _wait_for(lambda: current_name(idx) != old)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    assert current_name(idx) == old
-    doc = q(Engine(config), "retry with backoff", fts=True, semantic=True)
-    assert doc["generation"] == old and "net/fetch.py" in paths(doc)
+    engine = Engine(config)
+    doc = q(engine, "retry with backoff", fts=True, semantic=True)
+    assert "net/fetch.py" in paths(doc) and "warnings" not in doc
+    if current_name(idx) == old:
+        assert phase == "staging"
+    else:  # the full-text-first generation: complete, verified, its vectors pending
+        assert phase == "embedding"
+        found = q(engine, "handler_3_7", fts=True)
+        assert found["generation"] == current_name(idx) and paths(found)[0] == "gen3.py"
+        assert found["pending"]["embed"] > 0
     # the next index cleans the leftover and completes
     stats = index_project(config)
     assert current_name(idx) == stats.generation != old
     assert not [p for p in idx.iterdir() if ".tmp-" in p.name]
+    assert "pending" not in q(Engine(config), "handler_3_7", fts=True)
 
 
 def test_cli_json_query_and_status(project: Path) -> None:

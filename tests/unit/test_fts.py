@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from cidx_daemon.index.chunk_table import ChunkTable, ChunkTableWriter
 from cidx_daemon.search.fts import (
-    FtsDoc,
     FtsHit,
     FtsIndex,
     FtsQueryError,
@@ -25,19 +26,43 @@ from cidx_daemon.search.fts import (
     highlight,
     regex_scan,
 )
-from cidx_daemon.search.fts.corpus import Corpus, CorpusWriter
 from helpers import run_in_threads
 
 
-def make_index(directory: Path, docs: list[FtsDoc]) -> FtsIndex:
-    build_fts_index(directory, docs)
-    return FtsIndex.open(directory)
+@dataclass(frozen=True)
+class Doc:
+    """One chunk of a test corpus: its row in the chunk table, where it comes from, its text."""
+
+    row: int
+    path: str
+    language: str
+    start_line: int
+    text: str
+
+
+def make_table(directory: Path, docs: list[Doc]) -> ChunkTable:
+    """The generation's chunk table the index reads text and metadata from (rows 0..n-1)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = ChunkTableWriter()
+    for d in sorted(docs, key=lambda d: d.row):
+        n_lines = len(analyzer.chunk_lines(d.text))
+        writer.add_file(d.path, d.language, "h", len(d.text), 0,
+                        [(d.start_line, d.start_line + n_lines - 1, d.text)], [d.row])
+    writer.write(directory)
+    return ChunkTable(directory)
+
+
+def make_index(directory: Path, docs: list[Doc]) -> FtsIndex:
+    """A real table and a real index; documents are added in ``docs`` order."""
+    table = make_table(directory / "table", docs)
+    assert [d.row for d in sorted(docs, key=lambda d: d.row)] == list(range(len(docs)))
+    build_fts_index(directory / "fts", table, [d.row for d in docs])
+    return FtsIndex.open(directory / "fts", table)
 
 
 def doc(row: int, text: str, *, path: str | None = None, language: str = "python",
-        start_line: int = 1) -> FtsDoc:
-    return FtsDoc(row=row, path=path or f"src/f{row}.py", language=language, start_line=start_line,
-                  text=text)
+        start_line: int = 1) -> Doc:
+    return Doc(row=row, path=path or f"src/f{row}.py", language=language, start_line=start_line, text=text)
 
 
 def rows(hits: list[FtsHit]) -> list[int]:
@@ -279,20 +304,14 @@ _PATTERNS = [
 def test_regex_scan_equals_brute_force(tmp_path_factory: pytest.TempPathFactory, texts: list[str],
                                        pattern: str, case_sensitive: bool) -> None:
     # The literal/leftmost drivers are shortcuts; per-line matching is the truth.
-    directory = tmp_path_factory.mktemp("corpus")
-    writer = CorpusWriter(directory)
-    for row, text in enumerate(texts):
-        writer.add(row, "p", "l", 1, text)
-    writer.finish()
-    corpus = Corpus(directory)
+    table = make_table(tmp_path_factory.mktemp("corpus"), [doc(k, t) for k, t in enumerate(texts)])
     lr = regex_scan.compile_line_regex(pattern, case_sensitive=case_sensitive)
     expected = []
     for k, text in enumerate(texts):
         n = sum(1 for line in analyzer.chunk_lines(text) if lr.rx.search(line))
         if n:
             expected.append((k, n))
-    assert regex_scan.scan(corpus, lr, None) == expected
-    corpus.close()
+    assert regex_scan.scan(table, lr, None) == expected
 
 
 def test_required_literal() -> None:
@@ -432,9 +451,46 @@ def test_empty_index(tmp_path: Path) -> None:
     assert ix.search("x", limit=5, allowed_rows=np.zeros(0, dtype=bool)) == []
 
 
-def test_repeated_row_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="repeated"):
-        build_fts_index(tmp_path / "fts", [doc(1, "a"), doc(1, "b")])
+def test_chunk_ids_must_ascend(tmp_path: Path) -> None:
+    """The index is keyed by chunk id; a repeated or falling id would make two chunks one."""
+    writer = ChunkTableWriter()
+    writer.add_file("a.py", "python", "h", 1, 0, [(1, 1, "a")], [1])
+    with pytest.raises(ValueError, match="ascend"):
+        writer.add_file("b.py", "python", "h", 1, 0, [(1, 1, "b")], [1])
+
+
+def test_an_incremental_build_equals_a_full_one(tmp_path: Path) -> None:
+    """Carry the index over (hard links), delete the ids that are gone, add the new rows:
+    every search answers as a from-scratch index of the new table does."""
+    old_docs = [doc(r, t.text) for r, t in enumerate(CORPUS)]
+    old = make_index(tmp_path / "old", old_docs)
+    before = old.search("response", limit=20)
+    # The next generation: row 2 deleted, row 5 replaced, a new chunk; ids never reused.
+    kept = [d for d in CORPUS if d.row not in (2, 5)]
+    writer = ChunkTableWriter()
+    def add(path: str, text: str, cid: int) -> None:
+        writer.add_file(path, "python", "h", 1, 0, [(1, len(analyzer.chunk_lines(text)), text)], [cid])
+
+    for d in kept:
+        add(d.path, d.text, d.row)
+    add("src/new9.py", "path = os.path.join(root, name)  # HTTPResponse\n", 9)
+    add("src/new10.py", "def read_response():\n    pass\n", 10)
+    (tmp_path / "new").mkdir()
+    writer.write(tmp_path / "new")
+    table = ChunkTable(tmp_path / "new")
+    new_rows = [len(kept), len(kept) + 1]
+    build_fts_index(tmp_path / "new" / "fts", table, new_rows, previous=tmp_path / "old" / "fts",
+                    removed_cids=[2, 5])
+    incremental = FtsIndex.open(tmp_path / "new" / "fts", table)
+    build_fts_index(tmp_path / "full", table)
+    full = FtsIndex.open(tmp_path / "full", table)
+    assert incremental.num_docs == full.num_docs == len(table)
+    for q, kw in (("response", {}), ("HTTPResponse", {}), ("os.path.join", {}),
+                  ("respnse", {"edit_distance": 1}), (r"def \w+", {"regex": True})):
+        got = [(h.row, h.path) for h in incremental.search(q, limit=20, **kw)]  # type: ignore[arg-type]
+        assert got == [(h.row, h.path) for h in full.search(q, limit=20, **kw)], q  # type: ignore[arg-type]
+    assert "src/f2.py" not in {h.path for h in incremental.search("response", limit=20)}
+    assert old.search("response", limit=20) == before  # the old generation is untouched
 
 
 def test_concurrent_searches_are_identical(ranked_index: FtsIndex, index: FtsIndex) -> None:

@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite an existing config with defaults")
 
     s = sub.add_parser("index", help="index the project (incremental: only changed files are embedded)")
-    s.add_argument("--clear", action="store_true", help="rebuild from scratch, re-embedding everything")
+    s.add_argument("--clear", action="store_true",
+                   help="rebuild from scratch (also repairs a damaged index)")
+    s.add_argument("--no-embed", action="store_true",
+                   help="full text only for now: leave new chunks' vectors pending "
+                        "(a later index embeds them)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--json", action="store_true", help="print the index statistics as JSON")
 
@@ -138,23 +142,31 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
     from cidx_daemon.index.generation import IndexLockedError
     from cidx_daemon.index.indexer import index_project
 
+    embed = not args.no_embed
     try:
         if args.quiet or args.json:
-            stats = index_project(config_path, clear=args.clear)
+            stats = index_project(config_path, clear=args.clear, embed=embed)
         else:
             from cidx_daemon.progress import RichProgress
 
             with RichProgress() as progress:
-                stats = index_project(config_path, clear=args.clear, progress=progress)
+                stats = index_project(config_path, clear=args.clear, embed=embed, progress=progress)
     except IndexLockedError as exc:
         raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps(stats.to_json(), indent=2))
         return EXIT_OK
     skipped = sum(stats.skipped.values())
-    print(f"Indexed {stats.files} files, {stats.chunks} chunks into {stats.generation} "
-          f"({stats.embedded} chunks embedded, {stats.reused_files} files unchanged, "
-          f"{stats.deleted_files} removed, {skipped} skipped) in {stats.timings_s['total']:.1f}s")
+    if stats.unchanged:
+        print(f"Index is up to date: {stats.files} files, {stats.chunks} chunks in {stats.generation} "
+              f"(checked in {stats.timings_s['total']:.1f}s)")
+    else:
+        print(f"Indexed {stats.files} files, {stats.chunks} chunks into {stats.generation} "
+              f"({stats.embedded} chunks embedded, {stats.reused_files} files unchanged, "
+              f"{stats.deleted_files} removed, {skipped} skipped) in {stats.timings_s['total']:.1f}s")
+    if stats.pending:
+        print(f"Pending: {stats.pending} chunks not embedded yet (searchable by full text; "
+              "'cidx index' embeds them)")
     if stats.skipped:
         print("Skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())))
     return EXIT_OK
@@ -181,12 +193,19 @@ def cmd_status(args: argparse.Namespace, config_path: Path, started: float) -> i
         return EXIT_OK
     print(f"Project:    {info['project_root']}")
     if not info.get("indexed"):
-        print("Index:      none yet (run 'cidx index')")
+        for problem in info.get("damage", []):
+            print(f"Damage:     {problem}")
+        print("Index:      " + ("damaged, nothing usable (run 'cidx index --clear')" if info.get("damage")
+                                 else "none yet (run 'cidx index')"))
         return EXIT_OK
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["indexed_at"]))
     stale = info["stale"]
+    for problem in info.get("damage", []):
+        print(f"Damage:     {problem}")
     print(f"Generation: {info['generation']} (indexed {when})")
-    print(f"Files:      {info['files']}   Chunks: {info['chunks']}")
+    pending = info["pending"]["embed"]
+    print(f"Files:      {info['files']}   Chunks: {info['chunks']}"
+          + (f"   Pending: {pending} not embedded yet" if pending else ""))
     print(f"Model:      {info['model']}")
     print(f"Size:       {info['size_bytes'] / 1e6:.1f} MB")
     changes = stale["changed"] + stale["added"] + stale["deleted"]

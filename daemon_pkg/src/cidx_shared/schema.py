@@ -325,6 +325,7 @@ ERROR_CODES = {
     "bad_request": "the request is invalid (usage error)",
     "bad_envelope": "the RPC envelope is malformed (a client bug)",
     "no_index": "the project has not been indexed yet",
+    "index_damaged": "the index is damaged and no good generation is left: run 'cidx index --clear'",
     "model": "the embedding model cannot be loaded",
     "internal": "unexpected failure inside the engine",
     "protocol_mismatch": "client and daemon speak different protocol versions",

@@ -1,5 +1,9 @@
 """The chunk table of one generation: columnar, memory-mapped, opened in ~1 ms.
 
+It is the one place a generation keeps chunk text and metadata: the full-text
+index stores only its inverted lists and the chunk id, and reads text, path,
+language and lines from here (a second copy cost ~32 MB on the stdlib).
+
 Why columnar ``.npy`` files and one text blob instead of JSON lines: a daemon
 reloads a generation whenever the indexer switches it in, and a standalone
 query opens it on every call. Memory-mapping a few arrays costs nothing up
@@ -7,23 +11,37 @@ front; parsing 40,000 JSON records costs a fraction of a second each time.
 
 Files (all inside the generation directory):
 
-* ``files.json``   — one record per source file: path, language, hash, size,
-  mtime_ns, first_row, n_rows (rows of one file are contiguous).
-* ``rows.npy``     — int32 (n, 3): file index, start line, end line.
-* ``text.bin``     — every chunk's UTF-8 text concatenated;
-  ``text_off.npy`` — int64 (n + 1) byte offsets into it.
-* ``vectors.npy``  — float32 (n, dim), L2-normalised (see engine).
+* ``files.json``   one record per source file: path, language, hash, size,
+  mtime_ns, first_row, n_rows. Rows of one file are contiguous, files are in
+  row order.
+* ``rows.npy``     int32 (n, 3): file index, start line, end line (file-absolute).
+* ``cids.npy``     uint64 (n,): the chunk's id, ascending. Ids are never reused
+  within an index's life, so the full-text index (keyed by id) can carry over
+  from one generation to the next while rows are renumbered.
+* ``text.bin``     every chunk's UTF-8 text concatenated (``surrogatepass``);
+  ``text_off.npy`` int64 (n + 1) byte offsets into it.
+
+Per-chunk strings rather than one big string when decoding: CPython stores a
+string at the width of its widest character, so one emoji would make a 33 M
+character blob 132 MB; most chunks are ASCII and stay at one byte a character.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
+import mmap
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+ENCODING, ERRORS = "utf-8", "surrogatepass"
+COLUMN_FILES = ("files.json", "rows.npy", "cids.npy", "text.bin", "text_off.npy")
 
 
 @dataclass(frozen=True)
@@ -41,11 +59,13 @@ class FileRecord:
 
 
 class ChunkTableWriter:
-    """Collects chunks file by file, then writes the columns once."""
+    """Collects rows file by file (new text, or raw bytes copied from an old table), then
+    writes the columns once."""
 
     def __init__(self) -> None:
         self.files: list[FileRecord] = []
         self._rows: list[tuple[int, int, int]] = []
+        self._cids: list[int] = []
         self._texts: list[bytes] = []
 
     @property
@@ -53,12 +73,28 @@ class ChunkTableWriter:
         return len(self._rows)
 
     def add_file(self, path: str, language: str, hash_: str, size: int, mtime_ns: int,
-                 chunks: Iterable[tuple[int, int, str]]) -> FileRecord:
+                 chunks: Iterable[tuple[int, int, str]], cids: Iterable[int]) -> FileRecord:
+        """A file's chunks as (start line, end line, text), with their (new) chunk ids."""
+        encoded = ((start, end, text.encode(ENCODING, ERRORS)) for start, end, text in chunks)
+        return self._add(path, language, hash_, size, mtime_ns, encoded, cids)
+
+    def copy_file(self, table: ChunkTable, rec: FileRecord, size: int, mtime_ns: int) -> FileRecord:
+        """A file unchanged since ``table``: its rows, ids and text bytes carried over as they are."""
+        rows = range(rec.first_row, rec.first_row + rec.n_rows)
+        raw = ((*table.lines(r), table.raw_text(r)) for r in rows)
+        return self._add(rec.path, rec.language, rec.hash, size, mtime_ns, raw,
+                         (int(table.cids[r]) for r in rows))
+
+    def _add(self, path: str, language: str, hash_: str, size: int, mtime_ns: int,
+             rows: Iterable[tuple[int, int, bytes]], cids: Iterable[int]) -> FileRecord:
         first = len(self._rows)
         file_idx = len(self.files)
-        for start, end, text in chunks:
+        for (start, end, data), cid in zip(rows, cids, strict=True):
+            if self._cids and cid <= self._cids[-1]:
+                raise ValueError(f"chunk ids must ascend: {cid} after {self._cids[-1]}")
             self._rows.append((file_idx, start, end))
-            self._texts.append(text.encode("utf-8", "surrogatepass"))
+            self._texts.append(data)
+            self._cids.append(cid)
         rec = FileRecord(path, language, hash_, size, mtime_ns, first, len(self._rows) - first)
         self.files.append(rec)
         return rec
@@ -70,34 +106,60 @@ class ChunkTableWriter:
         if self._texts:
             np.cumsum([len(t) for t in self._texts], out=offsets[1:])
         np.save(directory / "rows.npy", rows)
+        np.save(directory / "cids.npy", np.asarray(self._cids, dtype=np.uint64))
         np.save(directory / "text_off.npy", offsets)
         with open(directory / "text.bin", "wb") as fh:
-            for t in self._texts:
-                fh.write(t)
+            fh.write(b"".join(self._texts))
         (directory / "files.json").write_text(
             json.dumps([f.to_json() for f in self.files], ensure_ascii=False), encoding="utf-8")
 
 
 class ChunkTable:
-    """Read side: row -> (path, language, lines, text) without loading everything."""
+    """Read side: row -> (path, language, lines, text) without loading everything.
+
+    Thread-safe: the data is immutable; the lazily decoded texts and the folded
+    bytes (regex search) are built once under a lock.
+    """
 
     def __init__(self, directory: Path) -> None:
         directory = Path(directory)
         self.files = [FileRecord(**rec) for rec in
                       json.loads((directory / "files.json").read_text(encoding="utf-8"))]
         self.rows = np.load(directory / "rows.npy", mmap_mode="r")
+        self.cids = np.load(directory / "cids.npy", mmap_mode="r")
         self._offsets = np.load(directory / "text_off.npy", mmap_mode="r")
-        size = (directory / "text.bin").stat().st_size
-        self._text = (np.memmap(directory / "text.bin", dtype=np.uint8, mode="r")
-                      if size else np.zeros(0, dtype=np.uint8))
+        self._blob: mmap.mmap | bytes = b""
+        with open(directory / "text.bin", "rb") as fh:
+            if fh.seek(0, 2):  # mmap refuses empty files; the map outlives the descriptor
+                self._blob = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         self.file_index = np.asarray(self.rows[:, 0]) if len(self.rows) else np.zeros(0, np.int32)
+        self._lock = threading.Lock()
+        self._texts: list[str] | None = None
+        self._starts: list[int] | None = None
+        self._fold: tuple[bytes, list[int]] | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
-    def text(self, row: int) -> str:
+    def raw_text(self, row: int) -> bytes:
         lo, hi = int(self._offsets[row]), int(self._offsets[row + 1])
-        return bytes(self._text[lo:hi]).decode("utf-8", "replace")
+        return self._blob[lo:hi]
+
+    def text(self, row: int) -> str:
+        if self._texts is not None:
+            return self._texts[row]
+        return self.raw_text(row).decode(ENCODING, ERRORS)
+
+    def texts(self) -> list[str]:
+        """Every text by row, decoded once and kept (a regex search reads them all)."""
+        if self._texts is None:
+            with self._lock:
+                if self._texts is None:
+                    data = self._blob
+                    offsets = self._offsets.tolist()
+                    self._texts = [data[lo:hi].decode(ENCODING, ERRORS)
+                                   for lo, hi in itertools.pairwise(offsets)]
+        return self._texts
 
     def file_of(self, row: int) -> FileRecord:
         return self.files[int(self.rows[row, 0])]
@@ -107,3 +169,53 @@ class ChunkTable:
 
     def by_path(self) -> dict[str, FileRecord]:
         return {f.path: f for f in self.files}
+
+    def rows_of_cids(self, cids: Iterable[int]) -> np.ndarray:
+        """Rows holding these chunk ids (ids not in this table are dropped)."""
+        wanted = np.fromiter(cids, dtype=np.uint64)
+        pos = np.searchsorted(self.cids, wanted)
+        inside = pos < len(self.cids)
+        found = np.zeros(len(wanted), dtype=bool)
+        found[inside] = self.cids[pos[inside]] == wanted[inside]
+        return pos[found]
+
+    def rows_containing(self, literal: str, *, fold: bool) -> list[int]:
+        """Rows (ascending) whose text may contain ``literal``, found in the raw bytes.
+
+        Nothing is decoded. With ``fold`` (an ASCII literal, case-insensitive) the
+        bytes are ASCII-lowered once and kept, and every row holding non-ASCII text
+        is included too: ``re.IGNORECASE`` equates a few non-ASCII letters with ASCII
+        ones (``\u017f`` with ``s``, ``\u212a`` with ``k``) that lowering cannot see.
+        """
+        if fold:
+            hay, extra = self._folded()
+            needle = literal.lower().encode("ascii")
+        else:
+            hay, extra = self._blob, []
+            needle = literal.encode(ENCODING, ERRORS)
+        starts = self._byte_starts()
+        found: list[int] = []
+        pos = hay.find(needle)
+        while pos >= 0:
+            row = bisect.bisect_right(starts, pos) - 1
+            found.append(row)
+            if row + 1 >= len(starts):
+                break
+            pos = hay.find(needle, starts[row + 1])
+        return sorted(set(found).union(extra)) if extra else found
+
+    def _byte_starts(self) -> list[int]:
+        if self._starts is None:
+            self._starts = self._offsets[:-1].tolist()
+        return self._starts
+
+    def _folded(self) -> tuple[bytes, list[int]]:
+        """ASCII-lowered bytes of ``text.bin`` and the rows holding non-ASCII text."""
+        if self._fold is None:
+            with self._lock:
+                if self._fold is None:
+                    data = bytes(self._blob)
+                    high = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) >= 0x80)
+                    rows = np.searchsorted(self._offsets[:-1], high, side="right") - 1
+                    self._fold = (data.lower(), np.unique(rows).tolist())
+        return self._fold

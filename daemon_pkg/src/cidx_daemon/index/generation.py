@@ -1,27 +1,52 @@
-"""Index generations on disk: build aside, switch a pointer, never half-written.
+"""Index generations on disk: the one format, built aside, switched by a pointer, verified on open.
 
 Theory of operation
 -------------------
-``.code-indexer/index/`` holds immutable generation directories
-(``gen-000007/``) and one pointer file, ``CURRENT``, naming the live one.
+``.code-indexer/index/`` holds immutable generation directories (``gen-000007/``)
+and one pointer file, ``CURRENT``, naming the live one and the SHA-256 of its
+``meta.json``.
 
+* A generation is complete and self-describing: ``meta.json`` records the format,
+  the embedder and chunker that made it, the counts, and the size of every data
+  file in it (chunk table, vectors, embedded mask, full-text index).
 * An indexer builds ``gen-NNNNNN.tmp-<pid>/`` completely, renames it to
   ``gen-NNNNNN`` and only then replaces ``CURRENT`` (write aside + rename).
   ``kill -9`` at any moment therefore leaves ``CURRENT`` naming a complete
   generation; the leftover ``.tmp-*`` directory is removed by the next indexer.
+* Files that did not change between two generations are hard links, never
+  copies: a generation that only adds vectors writes only the vectors.
+* Every open verifies (``open_generation``): the pointer parses, the meta's hash
+  matches, every file has its recorded size, the arrays agree on the row count,
+  and the full-text index opens with that many documents. A damaged live
+  generation is skipped for the newest older one that verifies, with a warning
+  (``open_live``); ``status`` reports it; ``cidx index`` always writes a fresh
+  generation without reading the damaged one. Nothing here trusts a byte it did
+  not check: a project's index is as untrusted as its files.
 * Readers (the daemon, a standalone query) resolve ``CURRENT`` once per query;
-  a ``stat`` of it (inode + mtime) is the cheap staleness check the daemon
-  makes before every query.
-* Two indexers are kept apart by an advisory ``flock`` on
-  ``.code-indexer/index.lock``; the holder writes its pid and start time into
-  the file so the loser can say who holds it.
-* The previous generation is kept (a reader may still have it open); older
-  ones are deleted after a successful switch.
+  a ``stat`` of it (inode + mtime) is the cheap change check the daemon makes.
+* Two indexers are kept apart by an advisory ``flock`` on ``.code-indexer/index.lock``;
+  the holder writes its pid and start time into the file so the loser can say who.
+* The newest generation of the previous index run is kept (a reader may still
+  have it open, and it is the fallback); older ones are deleted after a switch.
+  Siblings of one run share files by hard link, so damage to a shared file
+  (truncated in place) is damage to each: the fallback covers a bad pointer, a
+  bad meta, lost files and a bad vectors file; ``cidx index`` covers the rest.
+
+Layout of one generation::
+
+    meta.json      format, generation, created_at, embedder, model, dim, chunker,
+                   counts, sizes of every file below
+    files.json rows.npy cids.npy text.bin text_off.npy    the chunk table (chunk_table.py)
+    vectors.npy    float32 (n, dim), L2-normalised; rows not yet embedded are zero
+    embedded.npy   bool (n,): which rows have their vector (semantic search covers those)
+    fts/           the full-text index (search/fts): inverted lists keyed by chunk id
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -29,34 +54,68 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cidx_daemon.index.chunk_table import COLUMN_FILES, ChunkTable
 
 POINTER = "CURRENT"
 PREFIX = "gen-"
-KEEP_GENERATIONS = 2
+META = "meta.json"
+FORMAT_VERSION = 2
+VECTOR_FILES = ("vectors.npy", "embedded.npy")
+FTS_DIR = "fts"
 
 
 class IndexLockedError(RuntimeError):
     """Another indexer holds the lock."""
 
 
+class DamagedGeneration(RuntimeError):
+    """A generation failed verification; the message says what is wrong, in one line."""
+
+
 def index_dir(config_dir: Path) -> Path:
     return Path(config_dir) / "index"
 
 
-def current_name(idx_dir: Path) -> str | None:
+# --------------------------------------------------------------------------- the pointer
+
+
+def read_pointer(idx_dir: Path) -> tuple[str, str | None] | None:
+    """(generation name, meta hash or None) from CURRENT; None when there is no pointer.
+
+    Raises DamagedGeneration for a pointer that exists but is not one of ours.
+    """
     try:
-        name = (Path(idx_dir) / POINTER).read_text(encoding="utf-8").strip()
+        raw = (Path(idx_dir) / POINTER).read_bytes()[:4096]
     except FileNotFoundError:
         return None
-    if not name.startswith(PREFIX) or "/" in name or not (Path(idx_dir) / name).is_dir():
+    except OSError as exc:
+        raise DamagedGeneration(f"cannot read {POINTER}: {exc.strerror or exc}") from None
+    try:
+        lines = raw.decode("ascii").split()
+    except UnicodeDecodeError:
+        raise DamagedGeneration(f"{POINTER} holds garbage") from None
+    if not lines or not _valid_name(lines[0]) or len(lines) > 2:
+        raise DamagedGeneration(f"{POINTER} holds garbage")
+    return lines[0], (lines[1] if len(lines) == 2 else None)
+
+
+def _valid_name(name: str) -> bool:
+    return name.startswith(PREFIX) and name[len(PREFIX):].isdigit() and "/" not in name
+
+
+def current_name(idx_dir: Path) -> str | None:
+    """The name CURRENT points at (unverified), or None when absent or unreadable."""
+    try:
+        pointer = read_pointer(idx_dir)
+    except DamagedGeneration:
         return None
-    return name
-
-
-def current_path(idx_dir: Path) -> Path | None:
-    name = current_name(idx_dir)
-    return Path(idx_dir) / name if name else None
+    return pointer[0] if pointer else None
 
 
 def pointer_stamp(idx_dir: Path) -> tuple[int, int] | None:
@@ -86,16 +145,66 @@ def staging_dir(idx_dir: Path, name: str) -> Path:
     return path
 
 
-def publish(idx_dir: Path, staged: Path, name: str) -> Path:
+# --------------------------------------------------------------------------- writing
+
+
+def file_sizes(gen_dir: Path) -> dict[str, int]:
+    """Size of every file of a generation but the meta, by relative path (for verification)."""
+    out: dict[str, int] = {}
+    for path in sorted(Path(gen_dir).rglob("*")):
+        if path.is_file() and path.name != META:
+            out[path.relative_to(gen_dir).as_posix()] = path.stat().st_size
+    return out
+
+
+def write_meta(gen_dir: Path, meta: dict[str, Any]) -> str:
+    """Write meta.json with the sizes of every other file; returns its SHA-256 (for CURRENT)."""
+    meta = {**meta, "format": FORMAT_VERSION, "sizes": file_sizes(gen_dir)}
+    data = json.dumps(meta, indent=1, sort_keys=True).encode()
+    tmp = Path(gen_dir) / f".{META}.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, Path(gen_dir) / META)
+    return hashlib.sha256(data).hexdigest()
+
+
+def publish(idx_dir: Path, staged: Path, name: str, meta_hash: str) -> Path:
     """Rename the finished staging dir into place, then switch CURRENT to it."""
     final = Path(idx_dir) / name
+    _fsync_tree(staged)
     os.replace(staged, final)
     _fsync_dir(idx_dir)
     tmp = Path(idx_dir) / f".{POINTER}.{os.getpid()}.tmp"
-    tmp.write_text(name + "\n", encoding="utf-8")
+    tmp.write_text(f"{name}\n{meta_hash}\n", encoding="ascii")
     os.replace(tmp, Path(idx_dir) / POINTER)
     _fsync_dir(idx_dir)
     return final
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Carry an immutable file into a new generation: a hard link, a copy where links fail."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        shutil.copy2(src, dst)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    for path in Path(src).rglob("*"):
+        if path.is_file() and not path.name.startswith(".tantivy-"):  # lock files stay behind
+            link_or_copy(path, dst / path.relative_to(src))
+
+
+def _fsync_tree(path: Path) -> None:
+    for sub in Path(path).rglob("*"):
+        if sub.is_file():
+            fd = os.open(sub, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -106,22 +215,180 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def prune(idx_dir: Path, keep: int = KEEP_GENERATIONS) -> list[str]:
-    """Remove leftovers of killed builds and generations older than the last ``keep``."""
+def prune(idx_dir: Path) -> list[str]:
+    """Remove leftovers of killed builds and every generation but two: the live one, and
+    the newest one of an earlier index run (the fallback if the live one is damaged).
+
+    An index run publishes more than once (full text first, then vectors), and those
+    siblings share most files by hard link, so a sibling is a poor fallback: damage
+    to a shared file is damage to both. Each meta records its run (``run``).
+    """
     removed: list[str] = []
     current = current_name(idx_dir)
     gens = sorted((p for p in Path(idx_dir).glob(f"{PREFIX}*") if p.is_dir()),
                   key=lambda p: _generation_number(p.name))
-    complete = [p for p in gens if ".tmp-" not in p.name]
     for p in gens:
         if ".tmp-" in p.name:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p.name)
-    for p in complete[:-keep] if len(complete) > keep else []:
-        if p.name != current:
+    complete = [p for p in gens if ".tmp-" not in p.name]
+    if current is None or not any(p.name == current for p in complete):
+        return removed  # nothing trustworthy to measure "older" against: keep everything
+    run_of = {p.name: _run_of(p) for p in complete}
+    live_run = run_of[current]
+    keep = {current}
+    earlier = [p.name for p in complete if run_of[p.name] != live_run
+               and _generation_number(p.name) < _generation_number(current)]
+    if earlier:
+        keep.add(earlier[-1])
+    for p in complete:
+        if p.name not in keep and _generation_number(p.name) < _generation_number(current):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p.name)
     return removed
+
+
+def _run_of(gen_dir: Path) -> str:
+    try:
+        meta = json.loads((gen_dir / META).read_text(encoding="utf-8"))
+        return str(meta.get("run") or gen_dir.name)
+    except (OSError, ValueError, AttributeError):
+        return gen_dir.name
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Generation:
+    """One verified generation, opened for reading. Immutable; shared by concurrent queries."""
+
+    name: str
+    path: Path
+    meta: dict[str, Any]
+    table: ChunkTable
+    vectors: np.ndarray
+    embedded: np.ndarray
+    fts: Any = None  # search.fts.FtsIndex when opened with_fts
+    stamp: tuple[int, int] | None = None
+    #: Per-request caches (filter masks), keyed by whoever needs them.
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def n_embedded(self) -> int:
+        return int(self.meta.get("embedded", len(self.table)))
+
+
+def load_meta(gen_dir: Path, expected_hash: str | None = None) -> dict[str, Any]:
+    """meta.json, checked against the hash CURRENT recorded for it (when given)."""
+    try:
+        data = (Path(gen_dir) / META).read_bytes()
+    except FileNotFoundError:
+        raise DamagedGeneration(f"{Path(gen_dir).name}: {META} is missing") from None
+    if expected_hash is not None and hashlib.sha256(data).hexdigest() != expected_hash:
+        raise DamagedGeneration(f"{Path(gen_dir).name}: {META} does not match its checksum")
+    try:
+        meta = json.loads(data)
+    except ValueError:
+        raise DamagedGeneration(f"{Path(gen_dir).name}: {META} is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise DamagedGeneration(f"{Path(gen_dir).name}: index format {found}, this cidx reads "
+                                f"{FORMAT_VERSION}: run 'cidx index --clear'")
+    return meta
+
+
+def open_generation(gen_dir: Path, *, expected_hash: str | None = None, with_fts: bool = True,
+                    stamp: tuple[int, int] | None = None) -> Generation:
+    """Open and verify one generation (see the module docstring); DamagedGeneration if not sound."""
+    gen_dir = Path(gen_dir)
+    name = gen_dir.name
+    meta = load_meta(gen_dir, expected_hash)
+    sizes = meta.get("sizes")
+    if not isinstance(sizes, dict):
+        raise DamagedGeneration(f"{name}: {META} lists no file sizes")
+    for rel, size in sizes.items():
+        try:
+            actual = (gen_dir / rel).stat().st_size
+        except OSError:
+            raise DamagedGeneration(f"{name}: {rel} is missing") from None
+        if actual != size:
+            raise DamagedGeneration(f"{name}: {rel} has {actual} bytes, {size} expected")
+    required = (*COLUMN_FILES, *VECTOR_FILES)
+    missing = [f for f in required if f not in sizes]
+    if missing:
+        raise DamagedGeneration(f"{name}: {META} does not list {', '.join(missing)}")
+    try:
+        table = ChunkTable(gen_dir)
+        vectors = np.load(gen_dir / "vectors.npy", mmap_mode="r")
+        embedded = np.load(gen_dir / "embedded.npy", mmap_mode="r")
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise DamagedGeneration(f"{name}: unreadable chunk table or vectors ({exc})") from None
+    n = int(meta.get("chunks", -1))
+    dim = int(meta.get("dim", -1))
+    shapes_ok = (len(table) == n and table.cids.shape == (n,) and vectors.shape == (n, dim)
+                 and embedded.shape == (n,) and embedded.dtype == np.bool_ and vectors.dtype == np.float32
+                 and len(table.files) == int(meta.get("files", -1))
+                 and (n == 0 or int(table.rows[:, 0].max()) < len(table.files)))
+    if not shapes_ok:
+        raise DamagedGeneration(f"{name}: the chunk table, vectors and meta disagree on the counts")
+    gen = Generation(name=name, path=gen_dir, meta=meta, table=table, vectors=vectors, embedded=embedded,
+                     stamp=stamp)
+    if with_fts:
+        from cidx_daemon.search.fts import FtsIndex
+
+        try:
+            gen.fts = FtsIndex.open(gen_dir / FTS_DIR, table)
+        except Exception as exc:  # tantivy reports damage with assorted exception types
+            raise DamagedGeneration(f"{name}: the full-text index does not open ({exc})") from None
+        if gen.fts.num_docs != n:
+            raise DamagedGeneration(f"{name}: the full-text index holds {gen.fts.num_docs} chunks, "
+                                    f"{n} expected")
+    return gen
+
+
+def open_live(idx_dir: Path, *, with_fts: bool = True) -> tuple[Generation | None, list[str]]:
+    """The live generation, or the newest older one that verifies; plus warnings.
+
+    (None, []) when nothing was ever indexed; (None, [why...]) when no generation
+    is usable (the caller reports ``index_damaged``).
+    """
+    idx_dir = Path(idx_dir)
+    stamp = pointer_stamp(idx_dir)
+    warnings: list[str] = []
+    try:
+        pointer = read_pointer(idx_dir)
+    except DamagedGeneration as exc:
+        pointer, warnings = None, [str(exc)]
+    if pointer is None and not warnings:
+        return None, []
+    tried: set[str] = set()
+    if pointer is not None:
+        name, meta_hash = pointer
+        tried.add(name)
+        try:
+            return open_generation(idx_dir / name, expected_hash=meta_hash, with_fts=with_fts,
+                                   stamp=stamp), []
+        except DamagedGeneration as exc:
+            warnings.append(str(exc))
+    for older in sorted((p for p in idx_dir.glob(f"{PREFIX}*") if p.is_dir() and ".tmp-" not in p.name),
+                        key=lambda p: -_generation_number(p.name)):
+        if older.name in tried:
+            continue
+        try:
+            gen = open_generation(older, with_fts=with_fts, stamp=stamp)
+        except DamagedGeneration as exc:
+            warnings.append(str(exc))
+            continue
+        warnings.append(f"serving the previous generation {gen.name}: run 'cidx index' to repair the index")
+        return gen, warnings
+    return None, warnings
+
+
+# --------------------------------------------------------------------------- the indexer lock
 
 
 @contextmanager

@@ -1,16 +1,33 @@
-"""Build a new index generation: walk, chunk, embed (only what changed), FTS, publish.
+"""Build the next index generation: scan and reuse, assemble and publish, embed, publish again.
 
-Incremental rule: a file whose (size, mtime) or content hash matches the
-previous generation keeps its chunks *and their vectors*: embedding is the
-only expensive step (~20 chunks/s on two cores), so it is the one we skip.
-A change of embedder or chunk size invalidates everything (meta.json records
-both). The full-text index is rebuilt per generation: it is seconds of work
-and keeps every generation self-contained and immutable.
+Theory of operation
+-------------------
+Embedding is the only slow step (tens of chunks a second on a laptop), so the
+indexer is organised around never waiting for it and never repeating it:
+
+1. **Scan and reuse** (``scan``): walk the project; a file whose (size, mtime)
+   or content hash matches the previous generation keeps its rows, chunk ids,
+   text and vector; every other file is read and chunked into new rows with new
+   chunk ids. Carried-over rows keep their order and new rows follow, so chunk
+   ids ascend through the table (what lets the full-text index carry over).
+2. **Assemble and publish** (``assemble``, ``generation.publish``): write the
+   chunk table, the vectors known so far (carried over, or found in the
+   embedding cache) with the ``embedded`` mask, and the full-text index,
+   incrementally from the previous one when it is compatible. Full-text search
+   (and everything but the not-yet-embedded rows of semantic search) works from
+   here, seconds after the start.
+3. **Embed** (``embed_pending``): the rows without a vector, in batches; every
+   ``checkpoint_s`` and at the end a generation with the new vectors is
+   published, which only writes the vectors: the rest is hard-linked.
+
+A run that finds nothing changed and nothing pending publishes nothing: the live
+generation stays. A change of embedder or chunker invalidates everything
+(``meta.json`` records both), and so does a previous generation that does not
+verify: the indexer never trusts a damaged index, it rebuilds.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,16 +37,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from cidx_daemon.index import generation as gens
-from cidx_daemon.index.chunk_table import ChunkTable, ChunkTableWriter
+from cidx_daemon.index.chunk_table import COLUMN_FILES, ChunkTable, ChunkTableWriter, FileRecord
 from cidx_daemon.index.chunking import chunk_text
 from cidx_daemon.index.walk import content_hash, read_source, walk_project
 from cidx_shared import config as cfgmod
 
-META_VERSION = 1
+#: Bump when chunk boundaries change for the same input: the next index re-chunks everything.
+CHUNKER_VERSION = "regex-1"
+CHECKPOINT_S = 30.0
+EMBED_BATCH = 256
 
 
 class Progress(Protocol):
-    """What the indexer reports; the CLI draws it with rich, tests pass None."""
+    """What the indexer reports; the CLI draws it, tests pass None."""
 
     def phase(self, name: str, total: int | None) -> None: ...
     def advance(self, n: int = 1) -> None: ...
@@ -53,9 +73,11 @@ class IndexStats:
     files: int = 0
     chunks: int = 0
     embedded: int = 0
+    pending: int = 0
     reused_files: int = 0
     changed_files: int = 0
     deleted_files: int = 0
+    unchanged: bool = False
     skipped: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -63,18 +85,30 @@ class IndexStats:
         return self.__dict__.copy()
 
 
-def load_meta(gen_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(gen_dir) / "meta.json").read_text(encoding="utf-8"))
+@dataclass
+class Plan:
+    """What ``scan`` found: the new chunk table, and how it relates to the previous one."""
+
+    writer: ChunkTableWriter
+    #: (new first row, old first row, n) blocks whose vectors carry over.
+    carried: list[tuple[int, int, int]]
+    new_rows: list[int]
+    removed_cids: list[int]
+    next_cid: int
+    changed: bool
 
 
 def index_project(
     config_path: Path,
     *,
     clear: bool = False,
+    embed: bool = True,
     progress: Progress | None = None,
     embedder_factory: Callable[[str], Any] | None = None,
+    checkpoint_s: float = CHECKPOINT_S,
 ) -> IndexStats:
-    """Index the project of ``config_path`` into a new generation and switch to it."""
+    """Index the project of ``config_path`` (see the module docstring); ``embed=False``
+    stops after the full-text-first generation, leaving its vectors pending."""
     progress = progress or _Silent()
     cfg = cfgmod.load_config(config_path)
     root = cfgmod.project_root(config_path)
@@ -84,103 +118,33 @@ def index_project(
     icfg = cfg["index"]
     with gens.index_lock(cdir):
         gens.prune(idx)
-        old_dir = None if clear else gens.current_path(idx)
-        old = _Previous.open(old_dir, icfg) if old_dir else None
-        name = gens.next_name(idx)
-        stats = IndexStats(generation=name)
-        staged = gens.staging_dir(idx, name)
+        previous, damaged = (None, False) if clear else _previous(idx, icfg, progress)
         t0 = time.perf_counter()
-
-        writer = ChunkTableWriter()
-        reuse: list[tuple[int, int, int]] = []  # (new_first_row, old_first_row, n)
-        new_rows: list[int] = []
-        new_texts: list[str] = []
-
-        def skipped(path: str, reason: str) -> None:
-            stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
-
+        stats = IndexStats(generation=previous.name if previous else "")
         progress.phase("Scanning files", None)
-        for sf in walk_project(root, max_file_bytes=icfg["max_file_bytes"],
-                               extra_ignores=icfg["exclude"], on_skip=skipped):
-            progress.advance()
-            prev = old.files.get(sf.rel_path) if old else None
-            if prev is not None and prev.size == sf.size and prev.mtime_ns == sf.mtime_ns:
-                _copy_file(writer, old, prev, sf, prev.hash, reuse)
-                stats.reused_files += 1
-                continue
-            try:
-                text = read_source(sf.abs_path)
-            except OSError as exc:
-                skipped(sf.rel_path, f"unreadable ({exc.strerror or exc})")
-                continue
-            if text is None:
-                skipped(sf.rel_path, "binary")
-                continue
-            digest = content_hash(text)
-            if prev is not None and prev.hash == digest:
-                _copy_file(writer, old, prev, sf, digest, reuse)
-                stats.reused_files += 1
-                continue
-            chunks = chunk_text(text, max_chars=icfg["chunk_max_chars"])
-            first = writer.n_rows
-            writer.add_file(sf.rel_path, sf.language, digest, sf.size, sf.mtime_ns,
-                            ((c.start_line, c.end_line, c.text) for c in chunks))
-            new_rows.extend(range(first, first + len(chunks)))
-            new_texts.extend(c.text for c in chunks)
-            stats.changed_files += 1
-        stats.files = len(writer.files)
-        stats.chunks = writer.n_rows
-        if old:
-            stats.deleted_files = len(set(old.files) - {f.path for f in writer.files})
-        t_walk = time.perf_counter()
-
+        plan = scan(root, icfg, previous, stats, progress)
+        plan.changed |= damaged  # repair: publish a sound generation and a sound pointer
+        t_scan = time.perf_counter()
+        pending_before = previous is not None and previous.n_embedded < len(previous)
+        if previous is not None and not plan.changed and not (embed and pending_before):
+            stats.unchanged = True
+            stats.embedded, stats.pending = 0, len(previous) - previous.n_embedded
+            stats.timings_s = {"scan": round(t_scan - t0, 3), "total": round(t_scan - t0, 3)}
+            return stats
         embedder_name = icfg["embedder"]
-        if new_texts:
-            factory = embedder_factory or _default_embedder
-            embedder = factory(embedder_name)
-            progress.phase("Embedding chunks", len(new_texts))
-            new_vectors = embedder.embed_documents(new_texts, progress=progress.advance)
-            dim, model = embedder.dim, embedder.name
+        if previous is not None and not plan.changed:  # only vectors are missing: keep the rest
+            table_dir = previous.path
+            stats.pending = len(previous) - previous.n_embedded
         else:
-            new_vectors = None
-            dim = old.dim if old else 384
-            model = old.model if old else embedder_name
-        vectors = np.zeros((writer.n_rows, dim), dtype=np.float32)
-        for new_first, old_first, n in reuse:
-            vectors[new_first:new_first + n] = old.vectors[old_first:old_first + n]
-        if new_vectors is not None:
-            vectors[np.asarray(new_rows, dtype=np.int64)] = new_vectors
-        stats.embedded = len(new_texts)
-        t_embed = time.perf_counter()
-
-        writer.write(staged)
-        np.save(staged / "vectors.npy", vectors)
-        table = ChunkTable(staged)
-        progress.phase("Full-text index", len(table))
-        _build_fts(staged / "fts", table, progress)
+            table_dir = assemble(idx, plan, previous, icfg, stats, progress)
         t_fts = time.perf_counter()
-
-        stats.timings_s = {
-            "walk_chunk": round(t_walk - t0, 3),
-            "embed": round(t_embed - t_walk, 3),
-            "fts": round(t_fts - t_embed, 3),
-        }
-        meta = {
-            "meta_version": META_VERSION,
-            "generation": name,
-            "created_at": time.time(),
-            "embedder": embedder_name,
-            "model": model,
-            "dim": dim,
-            "chunk_max_chars": icfg["chunk_max_chars"],
-            "files": stats.files,
-            "chunks": stats.chunks,
-            "stats": stats.to_json(),
-        }
-        cfgmod.write_json_atomic(staged / "meta.json", meta)
-        gens.publish(idx, staged, name)
-        gens.prune(idx)
+        stats.timings_s = {"scan": round(t_scan - t0, 3), "fts_first": round(t_fts - t_scan, 3)}
+        if embed and stats.pending:
+            factory = embedder_factory or _default_embedder
+            embed_pending(idx, table_dir, factory(embedder_name), stats, progress, checkpoint_s)
+        stats.timings_s["embed"] = round(time.perf_counter() - t_fts, 3)
         stats.timings_s["total"] = round(time.perf_counter() - t0, 3)
+        gens.prune(idx)
         return stats
 
 
@@ -190,47 +154,189 @@ def _default_embedder(name: str) -> Any:
     return load_embedder(name)
 
 
-def _build_fts(directory: Path, table: ChunkTable, progress: Progress) -> None:
-    from cidx_daemon.search.fts import FtsDoc, build_fts_index
+def _previous(idx: Path, icfg: dict[str, Any], progress: Progress) -> tuple[gens.Generation | None, bool]:
+    """(the generation to update, whether the index was damaged).
 
-    def docs():  # type: ignore[no-untyped-def]
-        for row in range(len(table)):
-            rec = table.file_of(row)
-            start, _end = table.lines(row)
-            yield FtsDoc(row=row, path=rec.path, language=rec.language, start_line=start,
-                         text=table.text(row))
-
-    directory.mkdir()
-    build_fts_index(directory, docs(), progress=progress.advance)
-
-
-def _copy_file(writer: ChunkTableWriter, old: _Previous, prev: Any, sf: Any, digest: str,
-               reuse: list[tuple[int, int, int]]) -> None:
-    first = writer.n_rows
-    rows = range(prev.first_row, prev.first_row + prev.n_rows)
-    writer.add_file(sf.rel_path, sf.language, digest, sf.size, sf.mtime_ns,
-                    ((*old.table.lines(r), old.table.text(r)) for r in rows))
-    if prev.n_rows:
-        reuse.append((first, prev.first_row, prev.n_rows))
+    The live generation if it verifies (else the fallback ``open_live`` finds) and was
+    made with the current settings; None means build from scratch.
+    """
+    gen, warnings = gens.open_live(idx, with_fts=False)
+    for warning in warnings:
+        progress.note(f"warning: {warning}")
+    damaged = bool(warnings)
+    if gen is None:
+        return None, damaged
+    meta = gen.meta
+    if (meta.get("embedder") != icfg["embedder"] or meta.get("chunker") != CHUNKER_VERSION
+            or meta.get("chunk_max_chars") != icfg["chunk_max_chars"]):
+        return None, damaged
+    return gen, damaged
 
 
-class _Previous:
-    """The generation we are updating, if it is compatible with the current settings."""
+# --------------------------------------------------------------------------- 1. scan and reuse
 
-    def __init__(self, gen_dir: Path, meta: dict[str, Any]) -> None:
-        self.table = ChunkTable(gen_dir)
-        self.files = self.table.by_path()
-        self.vectors = np.load(gen_dir / "vectors.npy", mmap_mode="r")
-        self.dim = int(meta["dim"])
-        self.model = str(meta["model"])
 
-    @classmethod
-    def open(cls, gen_dir: Path, icfg: dict[str, Any]) -> _Previous | None:
+def scan(root: Path, icfg: dict[str, Any], previous: gens.Generation | None, stats: IndexStats,
+         progress: Progress) -> Plan:
+    """Walk, reuse what did not change, chunk what did (see the module docstring)."""
+    old_files = previous.table.by_path() if previous else {}
+    carried: list[tuple[FileRecord, int, int]] = []  # (old record, size, mtime)
+    fresh: list[tuple[Any, str, list[Any]]] = []  # (source file, hash, chunks)
+
+    def skipped(path: str, reason: str) -> None:
+        stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
+
+    seen: set[str] = set()
+    for sf in walk_project(root, max_file_bytes=icfg["max_file_bytes"], extra_ignores=icfg["exclude"],
+                           on_skip=skipped):
+        progress.advance()
+        seen.add(sf.rel_path)
+        prev = old_files.get(sf.rel_path)
+        if prev is not None and prev.size == sf.size and prev.mtime_ns == sf.mtime_ns:
+            carried.append((prev, sf.size, sf.mtime_ns))
+            continue
         try:
-            meta = load_meta(gen_dir)
-        except (OSError, ValueError):
-            return None
-        if (meta.get("meta_version") != META_VERSION or meta.get("embedder") != icfg["embedder"]
-                or meta.get("chunk_max_chars") != icfg["chunk_max_chars"]):
-            return None
-        return cls(gen_dir, meta)
+            text = read_source(sf.abs_path)
+        except OSError as exc:
+            skipped(sf.rel_path, f"unreadable ({exc.strerror or exc})")
+            continue
+        if text is None:
+            skipped(sf.rel_path, "binary")
+            continue
+        digest = content_hash(text)
+        if prev is not None and prev.hash == digest and prev.language == sf.language:
+            carried.append((prev, sf.size, sf.mtime_ns))
+            continue
+        fresh.append((sf, digest, chunk_text(text, max_chars=icfg["chunk_max_chars"])))
+
+    writer = ChunkTableWriter()
+    blocks: list[tuple[int, int, int]] = []
+    carried.sort(key=lambda item: item[0].first_row)  # old row order: chunk ids keep ascending
+    for rec, size, mtime in carried:
+        new = writer.copy_file(previous.table, rec, size, mtime)  # type: ignore[union-attr]
+        if rec.n_rows:
+            blocks.append((new.first_row, rec.first_row, rec.n_rows))
+    next_cid = int(previous.meta.get("next_cid", 0)) if previous else 0
+    new_rows: list[int] = []
+    for sf, digest, chunks in fresh:
+        first = writer.n_rows
+        writer.add_file(sf.rel_path, sf.language, digest, sf.size, sf.mtime_ns,
+                        ((c.start_line, c.end_line, c.text) for c in chunks),
+                        range(next_cid, next_cid + len(chunks)))
+        next_cid += len(chunks)
+        new_rows.extend(range(first, first + len(chunks)))
+    kept = {rec.path for rec, _, _ in carried}
+    removed = [rec for path, rec in old_files.items() if path not in kept]
+    removed_cids = [int(c) for rec in removed
+                    for c in previous.table.cids[rec.first_row:rec.first_row + rec.n_rows]]  # type: ignore[union-attr]
+    stats.files, stats.chunks = len(writer.files), writer.n_rows
+    stats.reused_files, stats.changed_files = len(carried), len(fresh)
+    stats.deleted_files = len(set(old_files) - seen)
+    # Only content counts: a touched file (new mtime, same hash) is re-read by the next scan,
+    # which costs far less than a new generation and a daemon reload.
+    changed = bool(fresh or removed) or previous is None
+    return Plan(writer, blocks, new_rows, removed_cids, next_cid, changed)
+
+
+# --------------------------------------------------------------------------- 2. assemble
+
+
+def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict[str, Any],
+             stats: IndexStats, progress: Progress) -> Path:
+    """Write and publish the full-text-first generation; returns its directory."""
+    name = gens.next_name(idx)
+    staged = gens.staging_dir(idx, name)
+    plan.writer.write(staged)
+    table = ChunkTable(staged)
+    n = len(table)
+    dim = int(previous.meta["dim"]) if previous else 384
+    vectors = np.zeros((n, dim), dtype=np.float32)
+    embedded = np.zeros(n, dtype=bool)
+    for new_first, old_first, count in plan.carried:
+        vectors[new_first:new_first + count] = previous.vectors[old_first:old_first + count]  # type: ignore[union-attr]
+        embedded[new_first:new_first + count] = previous.embedded[old_first:old_first + count]  # type: ignore[union-attr]
+    np.save(staged / "vectors.npy", vectors)
+    np.save(staged / "embedded.npy", embedded)
+
+    from cidx_daemon.search.fts import FORMAT_VERSION as FTS_FORMAT
+    from cidx_daemon.search.fts import build_fts_index
+
+    reuse_fts = previous is not None and previous.meta.get("fts_format") == FTS_FORMAT
+    progress.phase("Full-text index", len(plan.new_rows) if reuse_fts else n)
+    if reuse_fts:
+        build_fts_index(staged / gens.FTS_DIR, table, plan.new_rows,
+                        previous=previous.path / gens.FTS_DIR,  # type: ignore[union-attr]
+                        removed_cids=plan.removed_cids, progress=progress.advance)
+    else:
+        build_fts_index(staged / gens.FTS_DIR, table, progress=progress.advance)
+    meta = {
+        "generation": name,
+        "created_at": time.time(),
+        "embedder": icfg["embedder"],
+        "model": previous.meta.get("model") if previous else icfg["embedder"],
+        "dim": dim,
+        "chunker": CHUNKER_VERSION,
+        "chunk_max_chars": icfg["chunk_max_chars"],
+        "files": len(table.files),
+        "chunks": n,
+        "embedded": int(embedded.sum()),
+        "next_cid": plan.next_cid,
+        "fts_format": FTS_FORMAT,
+        "run": name,
+        "stats": {"reused_files": stats.reused_files, "changed_files": stats.changed_files,
+                  "deleted_files": stats.deleted_files, "skipped": stats.skipped},
+    }
+    meta_hash = gens.write_meta(staged, meta)
+    final = gens.publish(idx, staged, name, meta_hash)
+    stats.generation = name
+    stats.pending = n - meta["embedded"]
+    return final
+
+
+# --------------------------------------------------------------------------- 3. embed
+
+
+def embed_pending(idx: Path, gen_dir: Path, embedder: Any, stats: IndexStats, progress: Progress,
+                  checkpoint_s: float = CHECKPOINT_S) -> None:
+    """Embed the rows of ``gen_dir`` that have no vector; publish a generation with the new
+    vectors every ``checkpoint_s`` and at the end (only the vectors are written)."""
+    gen = gens.open_generation(gen_dir, with_fts=False)
+    vectors = np.array(gen.vectors)
+    embedded = np.array(gen.embedded)
+    todo = np.flatnonzero(~embedded)
+    if gen.meta.get("model") != embedder.name and embedded.any():
+        raise RuntimeError(f"{gen.name} holds vectors of {gen.meta.get('model')}, not {embedder.name}")
+    if vectors.shape[1] != embedder.dim:
+        vectors = np.zeros((len(gen), embedder.dim), dtype=np.float32)
+    progress.phase("Embedding chunks", len(todo))
+    last = time.monotonic()
+    done = 0
+    for start in range(0, len(todo), EMBED_BATCH):
+        rows = todo[start:start + EMBED_BATCH]
+        texts = [gen.table.text(int(r)) for r in rows]
+        vectors[rows] = embedder.embed_documents(texts, progress=progress.advance)
+        embedded[rows] = True
+        done += len(rows)
+        if time.monotonic() - last >= checkpoint_s and done < len(todo):
+            gen_dir = _publish_vectors(idx, gen, vectors, embedded, embedder)
+            gen = gens.open_generation(gen_dir, with_fts=False)
+            last = time.monotonic()
+    stats.generation = _publish_vectors(idx, gen, vectors, embedded, embedder).name
+    stats.embedded = done
+    stats.pending = int((~embedded).sum())
+
+
+def _publish_vectors(idx: Path, gen: gens.Generation, vectors: np.ndarray, embedded: np.ndarray,
+                     embedder: Any) -> Path:
+    """A generation identical to ``gen`` but for its vectors: everything else is hard-linked."""
+    name = gens.next_name(idx)
+    staged = gens.staging_dir(idx, name)
+    for column in COLUMN_FILES:
+        gens.link_or_copy(gen.path / column, staged / column)
+    gens.link_tree(gen.path / gens.FTS_DIR, staged / gens.FTS_DIR)
+    np.save(staged / "vectors.npy", vectors)
+    np.save(staged / "embedded.npy", embedded)
+    meta = {k: v for k, v in gen.meta.items() if k not in ("format", "sizes")}
+    meta.update(generation=name, created_at=time.time(), model=embedder.name, dim=int(vectors.shape[1]),
+                embedded=int(embedded.sum()))
+    return gens.publish(idx, staged, name, gens.write_meta(staged, meta))

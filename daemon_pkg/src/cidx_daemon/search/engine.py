@@ -3,15 +3,21 @@
 Used in-process by the standalone ``cidx-daemon query`` and, kept warm, by the
 daemon's RPC service. Rules:
 
-* ``query`` never raises for anything a user can cause (bad regex, unknown
-  language, no index yet): it returns an error document, so a client never
-  mistakes an application error for a crash and never restarts a healthy daemon.
+* ``query`` validates the request (the one place that does) and never raises for
+  anything a user can cause (bad regex, unknown language, no index yet): it
+  returns an error document, so a client never mistakes an application error
+  for a crash and never restarts a healthy daemon.
 * Before every query the generation pointer is ``stat``-ed; a new generation
-  is loaded on the spot, so an index run in another process is visible at
-  once and nothing stale is served. Loading swaps one reference; queries in
-  flight keep the generation they started with (no lock held across a query).
+  is opened (and verified) on the spot, so an index run in another process is
+  visible at once and nothing stale is served. Loading swaps one reference;
+  queries in flight keep the generation they started with.
+* A damaged live generation is skipped for the previous good one, and the
+  document says so in ``warnings``; with no usable generation the answer is an
+  ``index_damaged`` error, never a traceback.
 * The embedding model is loaded once, lazily, and only for semantic legs:
-  a full-text query never pays for it.
+  a full-text query never pays for it (nor waits for it: the index and the
+  model have separate locks). Semantic search covers the rows embedded so far;
+  ``pending`` in the document counts the others.
 """
 
 from __future__ import annotations
@@ -19,14 +25,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cidx_daemon.index import generation as gens
-from cidx_daemon.index.chunk_table import ChunkTable
 from cidx_daemon.search import filters
 from cidx_daemon.search.fusion import rrf
 from cidx_shared import config as cfgmod
@@ -44,28 +48,17 @@ log = logging.getLogger("cidx.engine")
 _MASK_CACHE = 32
 
 
-@dataclass
-class Loaded:
-    """One opened generation; immutable once built, shared by concurrent queries."""
-
-    stamp: tuple[int, int] | None
-    name: str
-    path: Path
-    meta: dict[str, Any]
-    table: ChunkTable
-    vectors: np.ndarray
-    fts: Any
-    masks: dict[tuple[Any, ...], np.ndarray | None] = field(default_factory=dict)
-
-    def row_mask(self, req: dict[str, Any]) -> np.ndarray | None:
-        key = filters.filter_key(req)
-        if key not in self.masks:
-            fmask = filters.file_mask(self.table.files, req)
-            mask = None if fmask is None else fmask[self.table.file_index]
-            if len(self.masks) >= _MASK_CACHE:
-                self.masks.pop(next(iter(self.masks)))
-            self.masks[key] = mask
-        return self.masks[key]
+def row_mask(gen: gens.Generation, req: dict[str, Any]) -> np.ndarray | None:
+    """The request's filters as a row mask, cached per generation (None: no filter)."""
+    key = ("mask", filters.filter_key(req))
+    masks = gen.cache
+    if key not in masks:
+        fmask = filters.file_mask(gen.table.files, req)
+        mask = None if fmask is None else fmask[gen.table.file_index]
+        if len(masks) >= _MASK_CACHE:
+            masks.pop(next(iter(masks)))
+        masks[key] = mask
+    return masks[key]
 
 
 class Engine:
@@ -75,7 +68,9 @@ class Engine:
         self.index_path = gens.index_dir(cfgmod.config_dir(self.config_path))
         self.served_by = served_by
         self._load_lock = threading.Lock()
-        self._loaded: Loaded | None = None
+        self._model_lock = threading.Lock()
+        self._loaded: gens.Generation | None = None
+        self._warnings: list[str] = []
         self._embedder: Any = None
         self._embedder_name: str | None = None
         self.last_used = time.monotonic()
@@ -87,30 +82,31 @@ class Engine:
         loaded = self._loaded
         return loaded.name if loaded else gens.current_name(self.index_path)
 
-    def current(self) -> Loaded | None:
-        """The live generation, reloaded if the pointer moved since we last looked."""
+    def current(self) -> tuple[gens.Generation | None, list[str]]:
+        """The live generation (reopened if the pointer moved since we last looked), and
+        the warnings of opening it (a damaged one skipped for an older one)."""
         stamp = gens.pointer_stamp(self.index_path)
         loaded = self._loaded
-        if loaded is not None and loaded.stamp == stamp:
-            return loaded
+        if stamp is not None and loaded is not None and loaded.stamp == stamp:
+            return loaded, self._warnings
         with self._load_lock:
             loaded = self._loaded
-            if loaded is not None and loaded.stamp == stamp:
-                return loaded
-            path = gens.current_path(self.index_path)
-            if path is None:
-                self._loaded = None
-                return None
-            loaded = _open_generation(path, stamp)
-            if self._loaded is not None:
-                log.info("reloaded index generation %s -> %s", self._loaded.name, loaded.name)
-            self._loaded = loaded
-            return loaded
+            if stamp is not None and loaded is not None and loaded.stamp == stamp:
+                return loaded, self._warnings
+            gen, warnings = gens.open_live(self.index_path)
+            for warning in warnings:
+                log.warning("index: %s", warning)
+            if gen is not None and self._loaded is not None and gen.name != self._loaded.name:
+                log.info("reloaded index generation %s -> %s", self._loaded.name, gen.name)
+            if gen is not None:
+                gen.stamp = stamp
+            self._loaded, self._warnings = gen, warnings
+            return gen, warnings
 
     def embedder(self, name: str) -> Any:
         if self._embedder is not None and self._embedder_name == name:
             return self._embedder
-        with self._load_lock:
+        with self._model_lock:
             if self._embedder is None or self._embedder_name != name:
                 from cidx_daemon.search.embedding import load_embedder
 
@@ -122,12 +118,12 @@ class Engine:
 
     def warm(self) -> None:
         """Load the index and the model ahead of the first query (daemon start-up)."""
-        loaded = self.current()
-        if loaded is not None and len(loaded.table):
+        loaded, _ = self.current()
+        if loaded is not None and loaded.n_embedded:
             self.embedder(loaded.meta["embedder"])
 
     def clear_cache(self) -> None:
-        with self._load_lock:
+        with self._load_lock, self._model_lock:
             self._loaded = None
             self._embedder = None
             self._embedder_name = None
@@ -165,26 +161,34 @@ class Engine:
             return make_error_document("internal", f"{type(exc).__name__}: {exc}")
 
     def _query(self, req: dict[str, Any], t0: float) -> dict[str, Any]:
-        loaded = self.current()
+        loaded, warnings = self.current()
+        if loaded is None and warnings:
+            return make_error_document("index_damaged", f"the index in {self.index_path} is damaged "
+                                       f"({warnings[0]}): run 'cidx index --clear'")
         if loaded is None:
             return make_error_document(
                 "no_index", f"no index yet in {self.root}: run 'cidx index' first")
         mode = request_mode(req)
         limit = req["limit"]
         window = limit if mode != "hybrid" else limit * FUSION_WINDOW
-        mask = loaded.row_mask(req)
+        mask = row_mask(loaded, req)
+        if mode != "fts" and loaded.n_embedded < len(loaded):
+            embedded = np.asarray(loaded.embedded)
+            sem_mask = embedded if mask is None else (mask & embedded)
+        else:
+            sem_mask = mask
         timing: dict[str, float] = {}
         legs: dict[str, list[tuple[int, float]]] = {}
         fts_hits: dict[int, Any] = {}
         leg_min = req["min_score"] if mode != "hybrid" else None
 
-        if mode in ("semantic", "hybrid") and len(loaded.table):
+        if mode in ("semantic", "hybrid") and loaded.n_embedded:
             t = time.perf_counter()
             embedder = self.embedder(loaded.meta["embedder"])
             qvec = embedder.embed_query(req["query"])
             timing["embed"] = _ms(t)
             t = time.perf_counter()
-            legs["semantic"] = _top_k(loaded.vectors @ qvec, mask, window, leg_min)
+            legs["semantic"] = _top_k(loaded.vectors @ qvec, sem_mask, window, leg_min)
             timing["semantic"] = _ms(t)
         if mode in ("fts", "hybrid"):
             t = time.perf_counter()
@@ -209,46 +213,46 @@ class Engine:
         results = [_result(loaded, row, score, ranks, scores, fts_hits.get(row))
                    for row, score, ranks, scores in picked]
         timing["total"] = _ms(t0)
-        return make_result_document(req, results, timing_ms=timing, generation=loaded.name,
-                                    served_by=self.served_by)
+        doc = make_result_document(req, results, timing_ms=timing, generation=loaded.name,
+                                   served_by=self.served_by)
+        pending = len(loaded) - loaded.n_embedded
+        if pending:
+            doc["pending"] = {"embed": pending}
+        if warnings:
+            doc["warnings"] = list(warnings)
+        return doc
 
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
-        cur = gens.current_path(self.index_path)
+        """What the index holds, opened (and verified) afresh: never the daemon's cached view."""
+        gen, warnings = gens.open_live(self.index_path)
         info: dict[str, Any] = {
             "project_root": str(self.root),
             "config": str(self.config_path),
-            "generation": cur.name if cur else None,
+            "generation": gen.name if gen else None,
             "cache": self.cache_state(),
         }
-        if cur is None:
+        if warnings:
+            info["damage"] = warnings
+        if gen is None:
             info["indexed"] = False
             return info
-        from cidx_daemon.index.indexer import load_meta
-
-        meta = load_meta(cur)
+        meta = gen.meta
         info.update({
             "indexed": True,
             "files": meta["files"],
             "chunks": meta["chunks"],
+            "embedded": gen.n_embedded,
+            "pending": {"embed": len(gen) - gen.n_embedded},
             "model": meta["model"],
             "embedder": meta["embedder"],
+            "chunker": meta.get("chunker"),
             "indexed_at": meta["created_at"],
-            "size_bytes": _du(cur),
+            "size_bytes": sum(meta.get("sizes", {}).values()),
             "last_index": meta.get("stats", {}),
         })
         return info
-
-
-def _open_generation(path: Path, stamp: tuple[int, int] | None) -> Loaded:
-    from cidx_daemon.index.indexer import load_meta
-    from cidx_daemon.search.fts import FtsIndex
-
-    meta = load_meta(path)
-    return Loaded(stamp=stamp, name=path.name, path=path, meta=meta, table=ChunkTable(path),
-                  vectors=np.load(path / "vectors.npy", mmap_mode="r"),
-                  fts=FtsIndex.open(path / "fts"))
 
 
 def _top_k(scores: np.ndarray, mask: np.ndarray | None, k: int,
@@ -267,7 +271,7 @@ def _top_k(scores: np.ndarray, mask: np.ndarray | None, k: int,
     return out
 
 
-def _result(loaded: Loaded, row: int, score: float, ranks: dict[str, int],
+def _result(loaded: gens.Generation, row: int, score: float, ranks: dict[str, int],
             scores: dict[str, float], hit: Any) -> dict[str, Any]:
     rec = loaded.table.file_of(row)
     start, end = loaded.table.lines(row)
@@ -294,7 +298,3 @@ def _result(loaded: Loaded, row: int, score: float, ranks: dict[str, int],
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000.0, 3)
-
-
-def _du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

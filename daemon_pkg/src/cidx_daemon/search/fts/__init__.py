@@ -6,10 +6,10 @@ it (milliseconds) and ``FtsIndex.search`` serves any number of threads.
 
 from .analyzer import code_tokens
 from .highlight import LineMatch, Snippet
-from .index import FtsDoc, FtsHit, FtsIndex, FtsQueryError, build_fts_index
+from .index import FORMAT_VERSION, FtsHit, FtsIndex, FtsQueryError, build_fts_index
 
 __all__ = [
-    "FtsDoc",
+    "FORMAT_VERSION",
     "FtsHit",
     "FtsIndex",
     "FtsQueryError",

@@ -4,12 +4,22 @@ Directory layout (everything immutable once built)::
 
     <dir>/main/         tantivy index, one document per chunk
     <dir>/vocab/        tantivy index, one document per distinct token (fuzzy)
-    <dir>/texts.bin, chunks.npy, chunks.json    see corpus.py
     <dir>/fts.json      format version + counts, written last (= complete)
+
+The index holds no text: a hit's chunk id leads to its row in the generation's
+chunk table (``index/chunk_table.py``), which holds text, path, language and
+lines once for everything.
+
+Incremental builds: a generation that differs from the previous one in a few
+files starts from hard links of the previous index's files (tantivy never
+rewrites a segment file; a commit writes new segments, delete bitsets and a new
+``meta.json`` by rename), deletes the documents of the chunk ids that are gone,
+adds the new chunks and commits: milliseconds instead of rebuilding everything.
+Chunk ids are never reused, which is what makes the carried-over documents valid.
 
 Main index fields (all built by ``analyzer``, tantivy only splits on spaces):
 
-* ``row``       u64, indexed + fast: the chunk's row, and the filter key;
+* ``cid``       u64, indexed + fast: the chunk id, the delete key and the filter key;
 * ``parts``     every word replaced by its parts, lower-case, with positions
   (phrases); ``parts_cs`` the same in original case;
 * ``compound``  only compound words, whole, lower-case, frequencies only;
@@ -31,6 +41,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tantivy
@@ -38,10 +49,12 @@ import tantivy
 from . import highlight as highlight_mod
 from . import query, regex_scan
 from .analyzer import StreamBuilder, chunk_lines
-from .corpus import Corpus, CorpusWriter
 from .highlight import LineMatch, Snippet
 
-FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from cidx_daemon.index.chunk_table import ChunkTable
+
+FORMAT_VERSION = 2
 WRITER_HEAP = 160_000_000
 #: Alternatives kept per fuzzy term (closest first); bounds the query size.
 MAX_EXPANSIONS = 64
@@ -53,15 +66,6 @@ _CS_FIELDS = query.Fields(parts="parts_cs", compound="compound_cs")
 
 class FtsQueryError(ValueError):
     """A query that cannot run as given (bad regex); the message is one line for the user."""
-
-
-@dataclass(frozen=True)
-class FtsDoc:
-    row: int
-    path: str
-    language: str
-    start_line: int
-    text: str
 
 
 @dataclass
@@ -92,7 +96,7 @@ class FtsHit:
 
 def _main_schema() -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
-    sb.add_unsigned_field("row", stored=False, indexed=True, fast=True)
+    sb.add_unsigned_field("cid", stored=False, indexed=True, fast=True)
     for f in (_CASE_FIELDS, _CS_FIELDS):
         sb.add_text_field(f.parts, stored=False, tokenizer_name="whitespace", index_option="position")
         sb.add_text_field(f.compound, stored=False, tokenizer_name="whitespace", index_option="freq")
@@ -110,51 +114,66 @@ def _threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def build_fts_index(directory: Path, docs: Iterable[FtsDoc], *,
+def build_fts_index(directory: Path, table: ChunkTable, rows: Iterable[int] | None = None, *,
+                    previous: Path | None = None, removed_cids: Iterable[int] = (),
                     progress: Callable[[int], None] | None = None) -> None:
-    """Write a complete FTS index into ``directory`` (created if missing, must hold no index).
+    """Write the full-text index of ``table`` into ``directory`` (which must hold none).
 
-    ``progress`` receives the number of documents added since its last call.
-    Rows must be unique and non-negative; their order does not matter.
-    ``fts.json`` is written last, so a crash leaves a directory ``open`` refuses.
+    ``rows`` (default: all, in order) are the rows to add. With ``previous`` (the
+    FTS directory of the generation this one updates) its files are hard-linked
+    first and the documents of ``removed_cids`` deleted, so ``rows`` need only be
+    the new ones (see the module docstring). ``progress`` receives the number of
+    rows added since its last call. ``fts.json`` is written last, so a crash
+    leaves a directory ``open`` refuses.
     """
+    from cidx_daemon.index.generation import link_tree
+
     directory = Path(directory)
-    (directory / "main").mkdir(parents=True)
-    (directory / "vocab").mkdir()
+    todo = range(len(table)) if rows is None else rows
     streams = StreamBuilder()
-    corpus = CorpusWriter(directory)
-    main = tantivy.Index(_main_schema(), path=str(directory / "main"))
+    if previous is not None:
+        link_tree(Path(previous), directory)
+        (directory / "fts.json").unlink()
+        main = tantivy.Index.open(str(directory / "main"))
+    else:
+        (directory / "main").mkdir(parents=True)
+        (directory / "vocab").mkdir()
+        main = tantivy.Index(_main_schema(), path=str(directory / "main"))
     writer = main.writer(heap_size=WRITER_HEAP, num_threads=_threads())
-    count = pending = 0
-    try:
-        for doc in docs:
-            corpus.add(doc.row, doc.path, doc.language, doc.start_line, doc.text)
-            parts, compound = streams.streams(doc.text)
-            tdoc = tantivy.Document()
-            tdoc.add_unsigned("row", doc.row)
-            tdoc.add_text("parts", parts.lower())
-            tdoc.add_text("parts_cs", parts)
-            tdoc.add_text("compound", compound.lower())
-            tdoc.add_text("compound_cs", compound)
-            writer.add_document(tdoc)
-            count += 1
-            pending += 1
-            if progress is not None and pending >= _PROGRESS_EVERY:
-                progress(pending)
-                pending = 0
-        writer.commit()
-        writer.wait_merging_threads()
-    finally:
-        corpus.finish()
-    _build_vocab(directory / "vocab", streams)
+    pending = 0
+    gone = [int(c) for c in removed_cids]
+    if gone:  # by query: delete_documents_by_term encodes a u64 term so that it matches nothing
+        writer.delete_documents_by_query(tantivy.Query.term_set_query(main.schema, "cid", gone))
+    for row in todo:
+        parts, compound = streams.streams(table.text(row))
+        tdoc = tantivy.Document()
+        tdoc.add_unsigned("cid", int(table.cids[row]))
+        tdoc.add_text("parts", parts.lower())
+        tdoc.add_text("parts_cs", parts)
+        tdoc.add_text("compound", compound.lower())
+        tdoc.add_text("compound_cs", compound)
+        writer.add_document(tdoc)
+        pending += 1
+        if progress is not None and pending >= _PROGRESS_EVERY:
+            progress(pending)
+            pending = 0
+    writer.commit()
+    writer.wait_merging_threads()
+    _build_vocab(directory / "vocab", streams, extend=previous is not None)
     if progress is not None and pending:
         progress(pending)
-    (directory / "fts.json").write_text(json.dumps({"format": FORMAT_VERSION, "docs": count}),
-                                        encoding="utf-8")
+    main.reload()
+    (directory / "fts.json").write_text(json.dumps({"format": FORMAT_VERSION,
+                                                    "docs": main.searcher().num_docs}), encoding="utf-8")
 
 
-def _build_vocab(directory: Path, streams: StreamBuilder) -> None:
-    index = tantivy.Index(_vocab_schema(), path=str(directory))
+def _build_vocab(directory: Path, streams: StreamBuilder, *, extend: bool) -> None:
+    """The distinct tokens (fuzzy expansion). Extending adds the new chunks' tokens; a
+    token seen again or no longer used costs an extra candidate, never a wrong hit."""
+    if extend:
+        index = tantivy.Index.open(str(directory))
+    else:
+        index = tantivy.Index(_vocab_schema(), path=str(directory))
     writer = index.writer(heap_size=50_000_000, num_threads=1)
     for term in streams.vocabulary():
         doc = tantivy.Document()
@@ -174,30 +193,30 @@ class FtsIndex:
     the decoded texts (regex) load on first use, under a lock.
     """
 
-    def __init__(self, directory: Path, main: tantivy.Index, corpus: Corpus) -> None:
+    def __init__(self, directory: Path, main: tantivy.Index, table: ChunkTable) -> None:
         self.directory = directory
         self._main = main
         self._schema = main.schema
-        self.corpus = corpus
+        self.table = table
         self._lock = threading.Lock()
         self._vocab: tantivy.Index | None = None
 
     @classmethod
-    def open(cls, directory: Path) -> FtsIndex:
+    def open(cls, directory: Path, table: ChunkTable) -> FtsIndex:
         directory = Path(directory)
         meta = json.loads((directory / "fts.json").read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{directory}: FTS format {meta.get('format')}, expected {FORMAT_VERSION}")
         main = tantivy.Index.open(str(directory / "main"))
         main.config_reader("Manual")  # immutable generation: no file watcher thread
-        return cls(directory, main, Corpus(directory))
+        return cls(directory, main, table)
 
-    def close(self) -> None:
-        """Release the memory map; only once no search is running on this instance."""
-        self.corpus.close()
+    @property
+    def num_docs(self) -> int:
+        return int(self._main.searcher().num_docs)
 
     def __len__(self) -> int:
-        return len(self.corpus)
+        return len(self.table)
 
     # ------------------------------------------------------------------ search
 
@@ -213,9 +232,9 @@ class FtsIndex:
         not allowed); it restricts the search itself, so up to ``limit`` hits
         come back whenever that many allowed chunks match.
         """
-        if limit <= 0 or len(self.corpus) == 0:
+        if limit <= 0 or len(self.table) == 0:
             return []
-        allowed = self.corpus.allowed_positions(allowed_rows)
+        allowed = _row_mask(allowed_rows, len(self.table))
         if allowed is not None and not allowed.any():
             return []
         if regex:
@@ -229,18 +248,17 @@ class FtsIndex:
         searcher = self._main.searcher()
         idf = _idf(searcher) if expand is not None else None
         tq = self._filtered(query.to_tantivy(planned, self._schema, fields, idf), allowed)
-        ranked = _top(searcher, tq, limit)
+        ranked = _top(searcher, tq, limit, self.table)
         hits: list[FtsHit] = []
         for score, row in ranked:
             if min_score is not None and score < min_score:
                 break
-            k = self.corpus.index_of(row)
-            text = self.corpus.text(k)
+            text = self.table.text(row)
 
             def spans(text: str = text) -> highlight_mod.Spans:
                 return highlight_mod.term_spans(text, planned, case_sensitive=case_sensitive)
 
-            hits.append(self._hit(k, score, text, spans, snippet_lines, highlight))
+            hits.append(self._hit(row, score, text, spans, snippet_lines, highlight))
         return hits
 
     def _filtered(self, q: tantivy.Query, allowed: np.ndarray | None) -> tantivy.Query:
@@ -249,12 +267,12 @@ class FtsIndex:
         n_ok = int(allowed.sum())
         if n_ok == len(allowed):
             return q
-        rows = self.corpus.rows
+        cids = self.table.cids
         if n_ok <= len(allowed) - n_ok:
-            keep = tantivy.Query.term_set_query(self._schema, "row", rows[allowed].tolist())
+            keep = tantivy.Query.term_set_query(self._schema, "cid", cids[allowed].tolist())
             filt = (tantivy.Occur.Must, tantivy.Query.const_score_query(keep, 0.0))
         else:
-            drop = tantivy.Query.term_set_query(self._schema, "row", rows[~allowed].tolist())
+            drop = tantivy.Query.term_set_query(self._schema, "cid", cids[~allowed].tolist())
             filt = (tantivy.Occur.MustNot, drop)
         return tantivy.Query.boolean_query([(tantivy.Occur.Must, q), filt])
 
@@ -296,38 +314,51 @@ class FtsIndex:
             lr = regex_scan.compile_line_regex(pattern, case_sensitive=case_sensitive)
         except regex_scan.RegexError as exc:
             raise FtsQueryError(str(exc)) from None
-        rows = self.corpus.rows
-        scored = [(float(n), int(rows[k]), k) for k, n in regex_scan.scan(self.corpus, lr, allowed)]
+        scored = [(float(n), row) for row, n in regex_scan.scan(self.table, lr, allowed)]
         scored.sort(key=lambda t: (-t[0], t[1]))
         hits: list[FtsHit] = []
-        for score, _row, k in scored[:limit]:
+        for score, row in scored[:limit]:
             if min_score is not None and score < min_score:
                 break
-            text = self.corpus.text(k)
+            text = self.table.text(row)
 
             def spans(text: str = text) -> highlight_mod.Spans:
                 return highlight_mod.regex_spans(text, lr.rx)
 
-            hits.append(self._hit(k, score, text, spans, snippet_lines, highlight))
+            hits.append(self._hit(row, score, text, spans, snippet_lines, highlight))
         return hits
 
-    def _hit(self, k: int, score: float, text: str, spans: Callable[[], highlight_mod.Spans],
+    def _hit(self, row: int, score: float, text: str, spans: Callable[[], highlight_mod.Spans],
              snippet_lines: int, highlight: bool) -> FtsHit:
-        meta = self.corpus.meta(k)
+        rec = self.table.file_of(row)
+        start_line = self.table.lines(row)[0]
         n_lines = len(chunk_lines(text))
 
         def compute() -> tuple[list[LineMatch], Snippet | None]:
             found = spans()
-            return (highlight_mod.line_matches(text, meta.start_line, found),
-                    highlight_mod.snippet(text, meta.start_line, found, snippet_lines))
+            return (highlight_mod.line_matches(text, start_line, found),
+                    highlight_mod.snippet(text, start_line, found, snippet_lines))
 
-        hit = FtsHit(row=meta.row, score=score, path=meta.path, language=meta.language,
-                     start_line=meta.start_line, end_line=meta.start_line + n_lines - 1, text=text,
+        hit = FtsHit(row=row, score=score, path=rec.path, language=rec.language,
+                     start_line=start_line, end_line=start_line + n_lines - 1, text=text,
                      matches=[], snippet=None, pending=compute)
         return hit.highlighted() if highlight else hit
 
 
-def _top(searcher: tantivy.Searcher, q: tantivy.Query, limit: int) -> list[tuple[float, int]]:
+def _row_mask(allowed_rows: np.ndarray | None, n: int) -> np.ndarray | None:
+    """The caller's row mask, sized to the table (rows past its end are not allowed)."""
+    if allowed_rows is None:
+        return None
+    mask = np.asarray(allowed_rows, dtype=bool).ravel()
+    if len(mask) == n:
+        return mask
+    ok = np.zeros(n, dtype=bool)
+    ok[:min(n, len(mask))] = mask[:n]
+    return ok
+
+
+def _top(searcher: tantivy.Searcher, q: tantivy.Query, limit: int,
+         table: ChunkTable) -> list[tuple[float, int]]:
     """Top ``limit`` (score, row), ties broken by row whatever tantivy's doc order.
 
     tantivy breaks score ties by its own doc address, which is not the row
@@ -337,8 +368,11 @@ def _top(searcher: tantivy.Searcher, q: tantivy.Query, limit: int) -> list[tuple
     window = 2 * limit + 8
     while True:
         found = searcher.search(q, window, count=False).hits
-        rows = searcher.fast_field_values("row", [addr for _, addr in found])
-        ranked = sorted(((float(s), int(r)) for (s, _), r in zip(found, rows, strict=True)),
+        cids = searcher.fast_field_values("cid", [addr for _, addr in found])
+        rows = table.rows_of_cids(cids)
+        if len(rows) != len(found):
+            raise RuntimeError("the full-text index names chunks its generation does not hold")
+        ranked = sorted(((float(s), int(r)) for (s, _), r in zip(found, rows.tolist(), strict=True)),
                         key=lambda sr: (-sr[0], sr[1]))
         if len(found) < window or ranked[limit - 1][0] > ranked[-1][0]:
             return ranked[:limit]

@@ -10,7 +10,7 @@ Matching every line of every chunk from Python costs ~1 s on the CPython
 stdlib; instead the work is driven from C to candidate lines only:
 
 * *literal*: when every match must contain some literal text
-  (``required_literal``), the corpus finds the chunks holding it in its raw
+  (``required_literal``), the chunk table finds the chunks holding it in its raw
   UTF-8 bytes (nothing decoded); in those, only the lines holding it (in
   ``text.lower()`` for case-insensitive search) are searched, through C
   iterators (``map``/``compress``), and a pattern that is only a literal
@@ -33,12 +33,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import compress, repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import analyzer
-from .corpus import Corpus
+
+if TYPE_CHECKING:
+    from cidx_daemon.index.chunk_table import ChunkTable
 
 try:  # the parser is private; without it we only lose the literal driver
     from re import _parser as _sre_parse  # type: ignore[attr-defined]
@@ -157,11 +159,11 @@ def _count_leftmost(lr: LineRegex, text: str) -> int:
     return count
 
 
-def scan(corpus: Corpus, lr: LineRegex, allowed: np.ndarray | None) -> list[tuple[int, int]]:
-    """``(table position, number of matching lines)`` for every chunk with a matching line."""
-    texts = corpus.texts()  # decoded once per index, then shared by every regex search
+def scan(table: ChunkTable, lr: LineRegex, allowed: np.ndarray | None) -> list[tuple[int, int]]:
+    """``(row, number of matching lines)`` for every chunk with a matching line."""
+    texts = table.texts()  # decoded once per generation, then shared by every regex search
     if lr.literal is not None:
-        positions: list[int] = corpus.chunks_containing(lr.literal, fold=lr.fold)
+        positions: list[int] = table.rows_containing(lr.literal, fold=lr.fold)
     else:
         positions = list(range(len(texts)))
     if allowed is not None:

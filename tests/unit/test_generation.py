@@ -1,0 +1,186 @@
+"""The one generation format: what is stored (once), what is verified, what survives damage.
+
+Real indexes of a small real project with the real model; the damage is done to
+the files on disk as a disk, a bug or a person would do it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cidx_daemon.index import generation as gens
+from cidx_daemon.index.indexer import index_project
+from cidx_daemon.search.engine import Engine
+from cidx_shared import config as cfgmod
+from helpers import daemon_cli, write_project
+
+MARKER = "zebra_marker_string_found_once"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = write_project(tmp_path_factory.mktemp("template"))
+    (root / "marked.py").write_text(f"def {MARKER}():\n    return 'stored once'\n")
+    index_project(cfgmod.init_project(root))  # gen 1
+    (root / "net" / "extra.py").write_text("def extra_function():\n    return 42\n")
+    index_project(cfgmod.init_project(root))  # gen 2: gen 1 stays as the fallback
+    return root
+
+
+@pytest.fixture()
+def project(template: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    shutil.copytree(template, root, symlinks=True)
+    return root
+
+
+def config_of(root: Path) -> Path:
+    return root / ".code-indexer" / "config.json"
+
+
+def idx_of(root: Path) -> Path:
+    return root / ".code-indexer" / "index"
+
+
+def query(root: Path, text: str, **flags: object) -> dict:
+    return Engine(config_of(root)).query({"query": text, **flags})
+
+
+def fallback(root: Path) -> str:
+    """The generation kept beside the live one: the newest of the previous index run."""
+    others = sorted(p.name for p in idx_of(root).glob("gen-*") if p.name != gens.current_name(idx_of(root)))
+    assert len(others) == 1, others
+    return others[0]
+
+
+def live(root: Path) -> Path:
+    name = gens.current_name(idx_of(root))
+    assert name is not None
+    return idx_of(root) / name
+
+
+# --------------------------------------------------------------------------- what is stored
+
+
+def test_chunk_text_is_stored_once_per_generation(project: Path) -> None:
+    """The full-text index keeps no text of its own: the chunk table is the only copy."""
+    holders = [p.relative_to(live(project)).as_posix() for p in live(project).rglob("*")
+               if p.is_file() and MARKER.encode() in p.read_bytes()]
+    assert holders == ["text.bin"]
+    assert query(project, MARKER, fts=True)["results"][0]["path"] == "marked.py"
+
+
+def test_every_file_is_accounted_for_in_the_meta(project: Path) -> None:
+    meta = json.loads((live(project) / "meta.json").read_text())
+    assert meta["format"] == gens.FORMAT_VERSION and meta["sizes"] == gens.file_sizes(live(project))
+    assert {"files.json", "rows.npy", "cids.npy", "text.bin", "text_off.npy", "vectors.npy",
+            "embedded.npy", "fts/fts.json"} <= set(meta["sizes"])
+    pointer = (idx_of(project) / "CURRENT").read_text().split()
+    assert pointer[0] == live(project).name and len(pointer[1]) == 64
+
+
+def test_a_no_change_index_keeps_the_live_generation(project: Path) -> None:
+    before = live(project).name
+    (project / "net" / "fetch.py").touch()  # new mtime, same content
+    stats = index_project(config_of(project))
+    assert stats.unchanged and stats.embedded == 0 and live(project).name == before
+    status = json.loads(daemon_cli("status", "--json", cwd=project).stdout)
+    assert status["stale"] == {"changed": 0, "added": 0, "deleted": 0}  # judged by content
+
+
+def test_full_text_first_then_vectors_share_everything_but_the_vectors(project: Path) -> None:
+    (project / "later.py").write_text("def pending_vectors_function():\n    return 'soon'\n")
+    fts_first = index_project(config_of(project), embed=False)
+    assert fts_first.pending == 1
+    doc = query(project, "pending_vectors_function", fts=True)
+    assert doc["results"][0]["path"] == "later.py" and doc["pending"] == {"embed": 1}
+    semantic = query(project, "a function that returns soon")
+    assert "later.py" not in {r["path"] for r in semantic["results"]}  # not embedded yet
+    first_dir = live(project)
+    files = ("text.bin", "rows.npy", "fts/fts.json", "vectors.npy")
+    inodes = {f: os.stat(first_dir / f).st_ino for f in files}
+    done = index_project(config_of(project))
+    assert done.embedded == 1 and done.pending == 0
+    second_dir = live(project)
+    assert second_dir != first_dir
+    for shared in ("text.bin", "rows.npy", "fts/fts.json"):
+        assert os.stat(second_dir / shared).st_ino == inodes[shared], shared  # hard links, not copies
+    assert os.stat(second_dir / "vectors.npy").st_ino != inodes["vectors.npy"]
+    assert "pending" not in query(project, "a function that returns soon")
+
+
+# --------------------------------------------------------------------------- damage
+
+
+def _garbage_pointer(root: Path) -> None:
+    (idx_of(root) / "CURRENT").write_bytes(b"\xff\xfe not a generation \x00")
+
+
+def _truncate_vectors(root: Path) -> None:
+    path = live(root) / "vectors.npy"
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+
+
+def _delete_fts(root: Path) -> None:
+    shutil.rmtree(live(root) / "fts")
+
+
+def _tamper_meta(root: Path) -> None:
+    path = live(root) / "meta.json"
+    meta = json.loads(path.read_text())
+    meta["chunks"] += 1
+    path.write_text(json.dumps(meta))
+
+
+def _wrong_row_count(root: Path) -> None:
+    np.save(live(root) / "embedded.npy", np.ones(3, dtype=bool))
+
+
+DAMAGE = {"garbage CURRENT": _garbage_pointer, "truncated vectors": _truncate_vectors,
+          "deleted fts": _delete_fts, "edited meta": _tamper_meta, "wrong row count": _wrong_row_count}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_generation_falls_back_is_reported_and_repaired(project: Path, damage: str) -> None:
+    # A bad pointer leaves every generation sound: the newest one that verifies is served.
+    older = live(project).name if damage == "garbage CURRENT" else fallback(project)
+    DAMAGE[damage](project)
+    for flags in ({"fts": True}, {}, {"fts": True, "semantic": True}):
+        doc = query(project, "retry with backoff", **flags)
+        assert doc["error"] is None, (damage, doc)
+        assert doc["generation"] == older and "net/fetch.py" in {r["path"] for r in doc["results"]}
+        assert any(f"previous generation {older}" in w for w in doc["warnings"])
+    status = json.loads(daemon_cli("status", "--json", cwd=project).stdout)
+    assert status["damage"] and status["generation"] == older
+    human = daemon_cli("status", cwd=project).stdout
+    assert "Damage:" in human
+    repaired = index_project(config_of(project))  # never reads the damaged generation
+    assert not repaired.unchanged
+    doc = query(project, "extra_function", fts=True)
+    assert "warnings" not in doc and doc["results"][0]["path"] == "net/extra.py"
+
+
+def test_index_clear_repairs_whatever_the_pointer_holds(project: Path) -> None:
+    _garbage_pointer(project)
+    proc = daemon_cli("index", "--clear", "--quiet", cwd=project)
+    assert "Indexed" in proc.stdout
+    assert "warnings" not in query(project, "extra_function", fts=True)
+
+
+def test_nothing_usable_is_an_index_damaged_error_not_a_traceback(project: Path) -> None:
+    for gen_dir in idx_of(project).glob("gen-*"):
+        (gen_dir / "meta.json").write_text("{")
+    doc = query(project, "retry", fts=True)
+    assert doc["error"]["code"] == "index_damaged" and "cidx index --clear" in doc["error"]["message"]
+    proc = daemon_cli("query", "retry", "--fts", cwd=project, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "damaged" in proc.stderr
+    assert "Damage:" in daemon_cli("status", cwd=project).stdout
+    assert "Indexed" in daemon_cli("index", "--quiet", cwd=project).stdout
+    assert query(project, "retry", fts=True)["error"] is None
