@@ -109,10 +109,10 @@ def daemon_command(project_cfg: dict | None = None) -> list[str]:
 def _split_command(text: str, source: str) -> list[str]:
     """A JSON argv list, or a shell-like string."""
     if text.startswith("["):
-        import json
+        from cidx_shared import jsontext
 
         try:
-            argv = json.loads(text)
+            argv = jsontext.loads(text)
         except ValueError:
             argv = None
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
@@ -195,7 +195,7 @@ class Probe:
 
 def probe(config_path: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
     """running / unresponsive / absent / stale / busy / unusable (see the module docstring)."""
-    import json
+    from cidx_shared import jsontext
 
     try:
         conn = open_connection(config_path, timeout)
@@ -204,7 +204,7 @@ def probe(config_path: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
     with conn:
         pid = _peer_pid(conn)
         try:
-            status = json.loads(conn.call("status", timeout=timeout))
+            status = jsontext.loads(conn.call("status", timeout=timeout))
         except TransportError as exc:
             return Probe(UNRESPONSIVE, f"the daemon accepts connections but does not answer ({exc})", pid)
         except (RemoteError, ProtocolError, ValueError) as exc:

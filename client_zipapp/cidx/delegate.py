@@ -20,12 +20,12 @@ than the renderer it would hide (~0.6 ms); the in-line hook costs nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from cidx_shared import config as cfgmod
+from cidx_shared import jsontext
 from cidx_shared.schema import PROTOCOL_VERSION
 
 from . import daemon_process as dp
@@ -63,7 +63,7 @@ def query_via_daemon(cfg: dict, config_path: str, req: dict) -> dict:
         log_path=dp.log_path(config_path))
     envelope = {"protocol": PROTOCOL_VERSION, "project": os.path.dirname(os.path.dirname(config_path)),
                 "request": req}
-    driver = _Driver(cfg, config_path, budget_path, json.dumps(envelope))
+    driver = _Driver(cfg, config_path, budget_path, jsontext.dumps(envelope))
     action = machine.action
     try:
         while not action.final:
@@ -163,7 +163,7 @@ class _Driver:
 
     def _event_of_reply(self, text: object) -> object:
         try:
-            doc = json.loads(text)  # type: ignore[arg-type]
+            doc = jsontext.loads(text)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return rc.ConnectionLost("daemon sent an unreadable answer")
         if not isinstance(doc, dict) or doc.get("protocol") != PROTOCOL_VERSION:

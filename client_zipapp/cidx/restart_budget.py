@@ -21,8 +21,8 @@ Rules
 * Mode 0600: it is per-user state next to the index.
 * Clearing deletes the file, so the common healthy query does no write.
 
-``json`` is imported inside the functions: importing this module is free,
-and most invocations never save.
+JSON goes through ``cidx_shared.jsontext`` (no ``json``, no ``re``): the budget is
+read on every query, on the client's hot path.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ FILENAME = "daemon-restarts.json"
 
 def load_budget(path: str | os.PathLike[str]) -> list[float]:
     """Restart timestamps from ``path``; [] when missing or corrupt (see Rules)."""
-    import json
+    from cidx_shared import jsontext
 
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = jsontext.loads(f.read())
     except (OSError, ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8
         return []
     raw = data.get("restarts") if isinstance(data, dict) else None

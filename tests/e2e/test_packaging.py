@@ -10,7 +10,7 @@ import ast
 import importlib.util
 import json
 import os
-import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -61,12 +61,14 @@ def client_version() -> str:
     raise AssertionError("cidx/__init__.py defines no __version__")
 
 
-def shebang(pyz: Path) -> tuple[str, str]:
-    """(interpreter, argument) as Linux reads it: everything after the path is ONE argument."""
-    first = pyz.read_bytes().split(b"\n", 1)[0].decode()
-    assert first.startswith("#!"), first
-    interpreter, _, argument = first[2:].strip().partition(" ")
-    return interpreter, argument
+def launcher(pyz: Path) -> tuple[str, bytes]:
+    """(the interpreter the /bin/sh launcher names, the launcher's bytes: everything before the zip)."""
+    data = pyz.read_bytes()
+    prefix = data[:data.index(b"PK\x03\x04")]
+    lines = prefix.decode().splitlines()
+    assert lines[0] == "#!/bin/sh", lines[0]
+    assignment = next(line for line in lines if line.startswith("P="))
+    return shlex.split(assignment[2:])[0], prefix
 
 
 # --------------------------------------------------------------------------- contents
@@ -140,8 +142,8 @@ def test_zipapp_code_imports_only_the_standard_library(pyz: Path) -> None:
 # --------------------------------------------------------------------------- shebang and start
 
 
-def test_shebang_names_a_real_interpreter_with_isolation_flags(pyz: Path) -> None:
-    interpreter, argument = shebang(pyz)
+def test_launcher_names_a_real_interpreter_with_isolation_flags(pyz: Path) -> None:
+    interpreter, prefix = launcher(pyz)
     assert os.path.isabs(interpreter)
     with open(interpreter, "rb") as handle:
         magic = handle.read(4)
@@ -149,21 +151,42 @@ def test_shebang_names_a_real_interpreter_with_isolation_flags(pyz: Path) -> Non
     assert not magic.startswith(b"#!"), f"{interpreter} is a script"
     if sys.platform.startswith("linux"):
         assert magic == b"\x7fELF"
-    assert re.fullmatch(r"-[A-Za-z]+", argument), "one word of flags: Linux does not split the shebang"
-    assert {"I", "S"} <= set(argument[1:])
+    exec_line = next(line for line in prefix.decode().splitlines() if line.startswith("exec "))
+    assert ' -I -S -c ' in exec_line and "runpy" not in exec_line
 
 
-def test_shebang_line_sets_isolated_and_no_site(pyz: Path, tmp_path: Path) -> None:
-    """Run a probe archive under the very same first line through the kernel."""
+def _probe(prefix: bytes, tmp_path: Path, body: str) -> Path:
+    """An archive with the very same launcher and a ``cidx.__main__.run`` of our own."""
     probe = tmp_path / "probe.pyz"
-    first_line = pyz.read_bytes().split(b"\n", 1)[0] + b"\n"
     with probe.open("wb") as handle:
-        handle.write(first_line)
+        handle.write(prefix)
         with zipfile.ZipFile(handle, "w") as archive:
-            archive.writestr("__main__.py", "import sys\nprint(sys.flags.isolated, sys.flags.no_site)\n")
+            archive.writestr("cidx/__init__.py", "")
+            archive.writestr("cidx/__main__.py", body)
     probe.chmod(0o755)
-    out = subprocess.run([str(probe)], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    assert out.split() == ["1", "1"]
+    return probe
+
+
+def test_launcher_starts_isolated_without_site_or_runpy(pyz: Path, tmp_path: Path) -> None:
+    """Run a probe archive under the very same launcher through the kernel and /bin/sh."""
+    _, prefix = launcher(pyz)
+    body = ("import sys\ndef run():\n    print(sys.flags.isolated, sys.flags.no_site, 'runpy' in sys.modules,"
+            " sys.argv)\n")
+    probe = _probe(prefix, tmp_path, body)
+    out = subprocess.run([str(probe), "a b", "--c"], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout
+    assert out.split(" ", 3)[:3] == ["1", "1", "False"]
+    assert out.strip().endswith(f"[{str(probe)!r}, 'a b', '--c']")
+
+
+def test_launcher_falls_back_to_python3_on_path(pyz: Path, tmp_path: Path) -> None:
+    interpreter, prefix = launcher(pyz)
+    moved = prefix.replace(shlex.quote(interpreter).encode(), b"/nonexistent/python3.11")
+    probe = _probe(moved, tmp_path, "import sys\ndef run():\n    print('ran', sys.flags.isolated)\n")
+    path = os.path.dirname(interpreter) + os.pathsep + "/usr/bin:/bin"
+    out = subprocess.run([str(probe)], capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env={**os.environ, "PATH": path})
+    assert out.stdout.split() == ["ran", "1"]
 
 
 def test_zipapp_is_executable_and_runs_directly(pyz: Path, tmp_path: Path) -> None:
@@ -210,9 +233,12 @@ def test_every_pyc_was_compiled_from_the_source_beside_it(pyz: Path) -> None:
 # first and sets __file__ to it when it used it; a rejected .pyc (wrong magic,
 # bad flags) silently falls back to compiling `mod.py`.
 LOADED_FROM = """
-import json, runpy, sys, importlib
+import json, posix, runpy, sys, importlib
 pyz, report, modules = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 sys.argv = [pyz, "--version"]
+def _exit(code):  # the client leaves with posix._exit; this probe must go on to report
+    raise SystemExit(code)
+posix._exit = _exit
 try:
     runpy.run_path(pyz, run_name="__main__")
 except SystemExit:

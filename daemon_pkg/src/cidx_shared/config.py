@@ -23,8 +23,9 @@ Shared verbatim with the daemon package (symlink): standard library only.
 
 from __future__ import annotations
 
-import json
 import os
+
+from . import jsontext
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def sibling(config_path: str | os.PathLike[str], name: str) -> str:
 def default_config() -> dict[str, Any]:
     cfg: dict[str, Any] = {"version": CONFIG_VERSION}
     for section, values in DEFAULTS.items():
-        cfg[section] = json.loads(json.dumps(values))
+        cfg[section] = jsontext.loads(jsontext.dumps(values))
     return cfg
 
 
@@ -122,12 +123,12 @@ def load_config(config_path: Path) -> dict[str, Any]:
         with open(path, encoding="utf-8") as fh:
             check_owned(os.path.dirname(path), "the index directory")
             check_owned(path, "the config", os.fstat(fh.fileno()))
-            raw = json.loads(fh.read())
+            raw = jsontext.loads(fh.read())
     except FileNotFoundError:
         raise ConfigError(f"no config at {config_path} (run 'cidx init')") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {config_path}: {exc}") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON (JSONDecodeError is a ValueError)
         raise ConfigError(f"{config_path} is not valid JSON: {exc}") from None
     return validate_config(raw, source=str(config_path))
 
@@ -145,10 +146,10 @@ def load_user_config() -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
             check_owned(path, "the user config", os.fstat(fh.fileno()))
-            raw = json.loads(fh.read())
+            raw = jsontext.loads(fh.read())
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a JSON object")
@@ -168,7 +169,7 @@ def validate_config(raw: Any, source: str = "config") -> dict[str, Any]:
         given = cfg.get(section, {})
         if not isinstance(given, dict):
             raise ConfigError(f"{source}: '{section}' must be an object")
-        merged = {**json.loads(json.dumps(defaults)), **given}
+        merged = {**jsontext.loads(jsontext.dumps(defaults)), **given}
         for key, value in merged.items():
             if key in defaults:
                 _check(section, key, value, source)
@@ -177,11 +178,18 @@ def validate_config(raw: Any, source: str = "config") -> dict[str, Any]:
     return cfg
 
 
+def _shown(value: Any) -> str:
+    try:
+        return jsontext.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _check(section: str, key: str, value: Any, source: str) -> None:
     name = f"{section}.{key}"
 
     def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{source}: {name} must be {expected}, got {json.dumps(value)}")
+        return ConfigError(f"{source}: {name} must be {expected}, got {_shown(value)}")
 
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
@@ -225,7 +233,7 @@ def write_json_atomic(path: Path, data: Any, mode: int = 0o600) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             os.fchmod(fh.fileno(), mode)  # a leftover temp file keeps its old mode otherwise
-            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write(jsontext.dumps(data, indent=2))
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:

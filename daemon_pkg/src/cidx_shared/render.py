@@ -10,8 +10,9 @@ cheap to import: it sits on the client's hot path.
 
 from __future__ import annotations
 
-import json
 import sys
+
+from . import jsontext
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 def render_json(doc: dict[str, Any]) -> str:
     """The document unchanged, as the engine made it."""
-    return json.dumps(doc, ensure_ascii=False, indent=2)
+    return jsontext.dumps(doc, ensure_ascii=False, indent=2)
 
 
 def timing_line(doc: dict[str, Any], total_s: float | None) -> str:
