@@ -2,8 +2,8 @@
 
 Filters are applied *inside* each search leg (the mask is handed to the
 vector scan and to the full-text search), so ``--limit 5`` with a filter
-returns five matching results whenever five exist; the old tool filtered
-after the top-k and lost them. Masks are built per file (hundreds to a few
+returns five matching results whenever five exist (filtering after the
+top-k would lose them). Masks are built per file (hundreds to a few
 thousand) and broadcast to rows, so they cost well under a millisecond on
 a warm daemon (cached per generation and filter set).
 """

@@ -1,9 +1,9 @@
 """The RPC surface of the daemon: a handful of methods, JSON text in and out.
 
 Why JSON text and not dicts: rpyc passes dicts and lists *by reference*
-(netrefs). The old tool returned live containers, and clients read them
-after the connection closed (use-after-close) or paid one round trip per
-item. A ``str`` crosses by value, once. Arguments are checked to be real
+(netrefs): a client would read them after the connection closed
+(use-after-close) or pay one round trip per item. A ``str`` crosses by
+value, once. Arguments are checked to be real
 ``str``/``int`` too, so a client cannot hand the daemon a netref that would
 call back into it.
 

@@ -25,9 +25,9 @@ Main index fields (all built by ``analyzer``, tantivy only splits on spaces):
 * ``compound``  only compound words, whole, lower-case, frequencies only;
   ``compound_cs`` the same in original case.
 
-Filtering happens inside tantivy (why: the old tool post-filtered and
-returned fewer than ``limit`` hits): the allowed rows become a
-``TermSetQuery`` on ``row`` -- a required, zero-scoring clause when the
+Filtering happens inside tantivy (post-filtering would return fewer than
+``limit`` hits): the allowed rows' chunk ids become a ``TermSetQuery`` on
+``cid`` -- a required, zero-scoring clause when the
 allowed set is the smaller side, else an excluding clause over the
 disallowed rows -- so BM25 scores are the same with or without a filter.
 """
