@@ -6,7 +6,7 @@ Usage:
 PROJECT_DIR (default: $CIDX_BENCH_PROJECT, else the cwd) must already be
 indexed. The daemon is started (detached) unless one already serves the
 project; one we started is stopped at the end. ``--fresh`` also measures a
-new connection + hello per query, which is what each CLI invocation pays.
+new connection per query, which is what each CLI invocation pays.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import rpyc  # noqa: E402
 
 from cidx_daemon.server.socket_setup import connect_address  # noqa: E402
 from cidx_shared import config as cfgmod  # noqa: E402
+from cidx_shared.schema import make_envelope  # noqa: E402
 
 QUERIES = {
     "semantic": ["parse the configuration file", "open a network connection", "error handling"],
@@ -47,9 +48,10 @@ def connect(config_path: Path) -> rpyc.Connection:
             os.close(dir_fd)
 
 
-def request(mode: str, text: str) -> str:
-    return json.dumps({"query": text, "fts": mode in ("fts", "hybrid"),
-                       "semantic": mode in ("semantic", "hybrid")})
+def request(config_path: Path, mode: str, text: str) -> str:
+    """The envelope the client sends: protocol, project, request (see cidx_shared.schema)."""
+    req = {"query": text, "fts": mode in ("fts", "hybrid"), "semantic": mode in ("semantic", "hybrid")}
+    return json.dumps(make_envelope(str(config_path.parent.parent), req))
 
 
 def run_clients(config_path: Path, mode: str, clients: int, per_client: int, fresh: bool) -> list[float]:
@@ -68,10 +70,9 @@ def run_clients(config_path: Path, mode: str, clients: int, per_client: int, fre
             t0 = time.perf_counter()
             if fresh:
                 with connect(config_path) as c:
-                    c.root.hello(1)
-                    answer = c.root.query(request(mode, text))
+                    answer = c.root.query(request(config_path, mode, text))
             else:
-                answer = conn.root.query(request(mode, text))
+                answer = conn.root.query(request(config_path, mode, text))
             mine.append((time.perf_counter() - t0) * 1000)
             doc = json.loads(answer)
             if doc.get("error"):
@@ -110,7 +111,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("project", nargs="?", default=os.environ.get("CIDX_BENCH_PROJECT", os.getcwd()))
     ap.add_argument("--queries", type=int, default=40, help="queries per client per mode (default 40)")
-    ap.add_argument("--fresh", action="store_true", help="also time connect+hello+query per call")
+    ap.add_argument("--fresh", action="store_true", help="also time connect+query per call")
     args = ap.parse_args()
 
     found = cfgmod.find_config(args.project)
@@ -127,12 +128,11 @@ def main() -> int:
         return 1
     we_started = "started" in started.stdout
     with connect(config_path) as conn:
-        hello = json.loads(conn.root.hello(1))
         status = json.loads(conn.root.status())
-    pid = hello["pid"]
+    pid = status["pid"]
     print(f"project  {status['project_root']}  ({status['engine'].get('files')} files, "
-          f"{status['engine'].get('chunks')} chunks, generation {hello['generation']})")
-    print(f"daemon   pid {pid}  python {hello.get('python')}  ({'started' if we_started else 'reused'})")
+          f"{status['engine'].get('chunks')} chunks, generation {status['generation']})")
+    print(f"daemon   pid {pid}  python {status.get('python')}  ({'started' if we_started else 'reused'})")
     print(f"bench    python {sys.executable}")
     try:
         for mode in QUERIES:  # warm every leg (model, index, fts searcher) before timing
@@ -143,7 +143,7 @@ def main() -> int:
                 for clients in (1, 8):
                     lat = run_clients(config_path, mode, clients, args.queries, fresh)
                     print(f"{mode:<9}{clients:>8}{len(lat):>7}{statistics.median(lat):>9.2f}"
-                          f"{pct(lat, 0.95):>9.2f}   {'connect+hello+query' if fresh else 'query'}")
+                          f"{pct(lat, 0.95):>9.2f}   {'connect+query' if fresh else 'query'}")
         rss = rss_kb(pid)
         print(f"\ndaemon RSS: {rss / 1024:.1f} MiB" if rss else "\ndaemon RSS: unknown")
     finally:

@@ -9,9 +9,11 @@ the client first connects, first sends and last receives. Wrapping
 document and when rendering starts and ends. All timestamps are
 CLOCK_MONOTONIC, which the parent shares, so it can subtract its spawn time.
 
-The marks go to stderr as the last line, ``CIDX-PROBE {json}``. What the
-wrapper itself costs is measured by running it with ``--version`` next to the
-plain zipapp: ``runpy`` is what the interpreter uses to run a zipapp anyway.
+The marks go to stderr as the last line, ``CIDX-PROBE {json}``. The client is
+started the way the archive's /bin/sh launcher starts it (archive first on
+``sys.path``, ``cidx.__main__.run``); ``run`` leaves through ``posix._exit``,
+which the probe intercepts to write its marks first. What the wrapper itself
+costs is measured by running it with ``--version`` next to the plain zipapp.
 """
 
 import _socket
@@ -60,21 +62,32 @@ def _wrap_print_document(cli: object) -> None:
     cli.print_document = timed  # type: ignore[attr-defined]
 
 
+class _Exited(Exception):
+    """posix._exit, intercepted: the client is done; the probe still has to report."""
+
+
+def _exit(code: int) -> None:
+    raise _Exited(code)
+
+
 def main() -> int:
     target = sys.argv[1]
     sys.argv = [target, *sys.argv[2:]]
     _socket.socket = _TimedSocket  # type: ignore[misc]
     sys.path.insert(0, target)
-    import runpy
+    import posix
 
     import cidx.cli
 
+    posix._exit = _exit  # type: ignore[assignment]
     _wrap_print_document(cidx.cli)
+    from cidx.__main__ import run
+
     code: object = 0
     try:
-        runpy.run_path(target, run_name="__main__")
-    except SystemExit as exc:
-        code = exc.code
+        run()
+    except _Exited as exc:
+        code = exc.args[0]
     sys.stdout.flush()
     MARKS["end"] = time.clock_gettime(CLOCK)
     import json

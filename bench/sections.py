@@ -165,8 +165,8 @@ def startup(ctx: Context, runs: int) -> tuple[Section, list[Result]]:
     section.tables.append(table(["what", "median ms (min–max)", "vs floor"], rows))
     overhead = paired_difference(probe_version, version)
     section.notes += [
-        f"{floor.stats().n} runs each, interleaved; interpreter {py} (-I -S, as the zipapp's shebang).",
-        f"cidx is {cidx}, shebang `{ctx.install.shebang()}`.",
+        f"{floor.stats().n} runs each, interleaved; interpreter {py} (-I -S, as the zipapp's launcher).",
+        f"cidx is {cidx}, started by its /bin/sh launcher: `{ctx.install.shebang()}`.",
         "The first-RPC time comes from bench/probe_client.py (a socket subclass records the first "
         "send; the client is not modified). What the probe adds, probe --version − cidx --version "
         f"paired per round: {ms(overhead.median)} ms (min {ms(overhead.min)}, "
@@ -194,14 +194,14 @@ def breakdown(startup_results: list[Result]) -> Section:
         ["process start → first RPC byte sent", cell(fts.stats("first_send")), cell(sem.stats("first_send"))],
         ["connect + RPC (first send → reply received)", cell(fts.stats("rpc")), cell(sem.stats("rpc"))],
         ["  of which engine search (timing_ms.total)", cell(fts.stats("engine")), cell(sem.stats("engine"))],
-        ["  of which transport, hello, daemon dispatch", cell(transport(fts)), cell(transport(sem))],
+        ["  of which transport and daemon dispatch", cell(transport(fts)), cell(transport(sem))],
         ["render + exit (reply → process gone)", cell(after_reply(fts)), cell(after_reply(sem))],
         ["total (process start → exit)", cell(fts.stats()), cell(sem.stats())],
     ]
     headers = ["step", f"FTS `{QUERIES['fts'][0]}`", f"semantic `{QUERIES['semantic'][0]}`"]
     section.tables.append(table(headers, rows))
     section.notes.append("Medians of each step taken separately, so they need not add up exactly to the "
-                         "total; 'render + exit' includes closing the connection and interpreter teardown.")
+                         "total; 'render + exit' includes closing the connection and leaving the process.")
     section.data = {name: {k: Stats(v).to_json() for k, v in r.extra.items()}
                     for name, r in (("fts", fts), ("semantic", sem))}
     return section.finish()

@@ -134,8 +134,10 @@ class Install:
         return run_quiet([self.cidx_daemon, "--version"], ROOT).strip()
 
     def shebang(self) -> str:
+        """The launcher's exec line (the archive starts with a /bin/sh script, see build.py)."""
         with self.cidx.open("rb") as handle:
-            return handle.readline().decode("utf-8", "replace").strip()
+            head = handle.read(2048).decode("utf-8", "replace").splitlines()
+        return next((line for line in head if line.startswith("exec ")), head[0] if head else "").strip()
 
 
 def ensure_install(python: str, cache: Path, bindir: Path | None) -> Install:
