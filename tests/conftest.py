@@ -20,6 +20,9 @@ for sub in ("client_zipapp", "daemon_pkg/src", "tests"):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+#: Fixtures shared by the client's integration tests (``template``, ``project``).
+pytest_plugins = ["client_helpers"]
+
 _KINDS = ("unit", "integration", "e2e")
 
 

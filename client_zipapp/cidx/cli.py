@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except BrokenPipeError:  # `cidx query ... | head -1`: the reader has what it wanted
+        _quiet_stdout()
+        return EXIT_OK
     except Exception as exc:
         from .daemon_process import DaemonNotInstalled
 
@@ -105,6 +108,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _say(message: str) -> None:
     sys.stderr.write(message.rstrip("\n") + "\n")
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the final flush of what is still buffered cannot fail."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
 
 
 def _config_path() -> str:
@@ -143,6 +156,11 @@ def cmd_query(args: argparse.Namespace, started: float) -> int:
 
 
 def run_query(req: dict, started: float, *, as_json: bool, quiet: bool) -> int:
+    from cidx_shared.schema import undecodable_argument
+
+    bad = undecodable_argument(req)  # bytes at the edge: nothing is started or sent for them
+    if bad is not None:
+        raise UsageError(f"{bad} is not valid UTF-8")
     config_path, cfg = _project()
     if cfg["daemon"]["enabled"]:
         from .delegate import query_via_daemon

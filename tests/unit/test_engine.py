@@ -144,10 +144,13 @@ def test_odd_files_do_not_break_indexing(tmp_path: Path) -> None:
     config = cfgmod.init_project(tmp_path)
     stats = index_project(config)
     indexed = {f.path for f in Engine(config).current()[0].table.files}
-    assert indexed == {"ok.py", "latin1.py"}
-    assert stats.skipped  # binary and the bad name were reported
+    assert indexed == {"ok.py", "latin1.py", "bad\ufffdname.py"}  # an undecodable name, shown replaced
+    assert stats.skipped == {"binary": 1}
     doc = q(Engine(config), "caf", fts=True)
     assert paths(doc) == ["latin1.py"] and "\ufffd" in doc["results"][0]["content"]
+    doc = q(Engine(config), "x", fts=True)
+    assert paths(doc) == ["bad\ufffdname.py"]
+    json.dumps(doc, ensure_ascii=False).encode("utf-8")  # the reply can always be encoded
 
 
 def test_incremental_reindex_embeds_only_changes(tmp_path: Path) -> None:

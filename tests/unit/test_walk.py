@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from cidx_daemon.index.walk import SourceFile, content_hash, read_source, walk_project
+from cidx_daemon.index.walk import (
+    SECRET_REASON,
+    SourceFile,
+    content_hash,
+    read_source,
+    walk_project,
+    walk_settings,
+)
 
 NOBODY = 65534
 
@@ -368,19 +375,39 @@ def test_root_given_through_a_symlink_is_walked(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- names and permissions
 
 
-def test_file_names_that_are_not_utf8_are_skipped_with_a_printable_path(tmp_path: Path) -> None:
+def test_file_names_that_are_not_utf8_are_indexed_with_replacement_characters(tmp_path: Path) -> None:
     base = os.fsencode(tmp_path)
-    os.close(os.open(base + b"/bad\xff.py", os.O_CREAT | os.O_WRONLY))
+    with open(base + b"/bad\xfe.py", "wb") as fh:
+        fh.write(b"x = 1\n")
     os.mkdir(base + b"/dir\xfe")
     os.close(os.open(base + b"/dir\xfe/inner.py", os.O_CREAT | os.O_WRONLY))
+    os.close(os.open(base + b"/bad\xff.py", os.O_CREAT | os.O_WRONLY))  # reads like bad\xfe.py
     make(tmp_path, {"good.py": "", "sub/ok.py": ""})
+    found = list(walk_project(tmp_path))
+    paths = [f.rel_path for f in found]
+    assert paths == ["bad\ufffd.py", "dir\ufffd/inner.py", "good.py", "sub/ok.py"]
+    json.dumps(paths).encode("utf-8")  # travels through JSON and to a terminal
+    by_path = {f.rel_path: f for f in found}
+    assert read_source(by_path["bad\ufffd.py"].abs_path) == "x = 1\n"  # read under its real name
+    _, skipped = walk(tmp_path)
+    assert skipped == {"bad\\xff.py": "file name is not valid UTF-8 and reads like another one"}
+
+
+def test_secrets_are_skipped_and_reported_unless_the_config_says_otherwise(tmp_path: Path) -> None:
+    make(tmp_path, {".env": "TOKEN=1", ".env.example": "TOKEN=", "deploy/id_rsa": "KEY", "certs/site.pem": "",
+                    "credentials.yml": "", ".npmrc": "", ".ssh/config": "", ".aws/credentials": "",
+                    "app/secrets.json": "", "main.tf": "", "prod.tfvars": "", "src/app.py": "TOKEN = env()"})
     paths, skipped = walk(tmp_path)
-    assert paths == ["good.py", "sub/ok.py"]
-    assert skipped == {
-        "bad\\xff.py": "file name is not valid UTF-8",
-        "dir\\xfe": "file name is not valid UTF-8",
-    }
-    json.dumps(skipped).encode("utf-8")  # travels through JSON
+    assert paths == [".env.example", "main.tf", "src/app.py"]
+    assert set(skipped) == {".env", "deploy/id_rsa", "certs/site.pem", "credentials.yml", ".npmrc", ".ssh",
+                            ".aws", "app/secrets.json", "prod.tfvars"}
+    assert set(skipped.values()) == {SECRET_REASON}
+    everything = [f.rel_path for f in walk_project(tmp_path, **walk_settings(
+        {"max_file_bytes": 1 << 20, "exclude": [], "skip_secrets": False}))]
+    assert ".env" in everything and "deploy/id_rsa" in everything
+    custom = [f.rel_path for f in walk_project(tmp_path, **walk_settings(
+        {"max_file_bytes": 1 << 20, "exclude": [], "skip_secrets": True, "secret_patterns": ["*.tf"]}))]
+    assert "main.tf" not in custom and ".env" in custom
 
 
 @pytest.fixture

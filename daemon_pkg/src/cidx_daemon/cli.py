@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except BrokenPipeError:  # `cidx status | head -3`: the reader has what it wanted
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())  # the interpreter's last flush must not fail either
+        os.close(null)
+        return EXIT_OK
     except Exception as exc:
         if args.debug:
             raise

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "exclude": [],
         "embedder": "minilm",
         "chunk_max_chars": 800,
+        "skip_secrets": True,
+        "secret_patterns": None,
     },
     "daemon": {
         "enabled": True,
@@ -194,7 +196,7 @@ def _check(section: str, key: str, value: Any, source: str) -> None:
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
-    if key in ("enabled", "auto_shutdown_on_idle"):
+    if key in ("enabled", "auto_shutdown_on_idle", "skip_secrets"):
         if not isinstance(value, bool):
             raise bad("true or false")
     elif key in ("ttl_minutes", "restart_window_minutes"):
@@ -215,6 +217,9 @@ def _check(section: str, key: str, value: Any, source: str) -> None:
     elif key == "exclude":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("a list of gitignore-style patterns")
+    elif key == "secret_patterns":
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise bad("null (the built-in list) or a list of gitignore-style patterns")
     elif key == "command":
         if value is not None and (not isinstance(value, list) or not value
                                   or not all(isinstance(v, str) and v for v in value)):

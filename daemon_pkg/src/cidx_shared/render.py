@@ -20,8 +20,15 @@ if TYPE_CHECKING:
 
 
 def render_json(doc: dict[str, Any]) -> str:
-    """The document unchanged, as the engine made it."""
-    return jsontext.dumps(doc, ensure_ascii=False, indent=2)
+    """The document unchanged, as the engine made it. Text that cannot be written as UTF-8
+    (a path with undecodable bytes in a message) is written as JSON escapes instead."""
+    text = jsontext.dumps(doc, ensure_ascii=False, indent=2)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return jsontext.dumps(doc, ensure_ascii=True, indent=2)
+    return text
 
 
 def timing_line(doc: dict[str, Any], total_s: float | None) -> str:
@@ -31,6 +38,19 @@ def timing_line(doc: dict[str, Any], total_s: float | None) -> str:
     return f"✓ Query completed in {engine_s:.3f}s (total: {total_s:.3f}s)"
 
 
+# C0 controls but tab, DEL and C1 controls: a file may carry "\x1b[2J" or a title-setting
+# sequence, and printing it raw would let a project's content drive the user's terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0a, 0x20), 0x7f, *range(0x80, 0xa0))}
+
+
+def clean(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters escaped, undecodable bytes shown."""
+    text = text.translate(_CONTROLS)
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def render_human(doc: dict[str, Any], *, total_s: float | None = None, quiet: bool = False) -> str:
     """Human output. The first line is the timing line (absent with ``quiet``)."""
     results = doc.get("results") or []
@@ -38,7 +58,7 @@ def render_human(doc: dict[str, Any], *, total_s: float | None = None, quiet: bo
     if not quiet:
         out.append(timing_line(doc, total_s))
         noun = "result" if len(results) == 1 else "results"
-        out.append(f"Found {len(results)} {noun} ({doc.get('mode')}) for {doc.get('query')!r}")
+        out.append(f"Found {len(results)} {noun} ({doc.get('mode')}) for '{clean(str(doc.get('query')))}'")
         if not results:
             return "\n".join(out) + "\n"
         out.append("")
@@ -48,7 +68,7 @@ def render_human(doc: dict[str, Any], *, total_s: float | None = None, quiet: bo
 
 
 def _render_result(number: int, r: dict[str, Any], quiet: bool) -> list[str]:
-    where = f"{r['path']}:{r['start_line']}-{r['end_line']}"
+    where = f"{clean(r['path'])}:{r['start_line']}-{r['end_line']}"
     if quiet:
         head = f"{r['score']:.3f} {where}"
     else:
@@ -71,14 +91,14 @@ def _render_result(number: int, r: dict[str, Any], quiet: bool) -> list[str]:
     for offset, text in enumerate(body):
         line_no = start + offset
         mark = ">" if line_no in matched else " "
-        lines.append(f"  {mark}{line_no:>{width}} | {text}")
+        lines.append(f"  {mark}{line_no:>{width}} | {clean(text)}")
     lines.append("")
     return lines
 
 
 def render_error(doc: dict[str, Any]) -> str:
     err = doc.get("error") or {}
-    return f"error: {err.get('message', 'unknown error')}"
+    return f"error: {clean(str(err.get('message', 'unknown error')))}"
 
 
 #: Exit codes shared by both command lines: 0 ok, 1 runtime error, 2 usage error.

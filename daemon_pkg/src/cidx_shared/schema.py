@@ -200,12 +200,34 @@ def validate_request(raw: Any) -> dict[str, Any]:
     query = raw.get("query")
     if not isinstance(query, str) or not query.strip():
         raise RequestError("the query text is empty")
+    check_utf8(query, "the query")
     out: dict[str, Any] = {"query": query}
     for opt in QUERY_OPTIONS:
         value = raw.get(opt.key, opt.default)
         out[opt.key] = _check_value(opt, value)
     _check_combinations(out)
     return out
+
+
+def check_utf8(text: str, what: str) -> None:
+    """Refuse text that carries bytes which are not UTF-8 (a terminal's or argv's lone surrogates):
+    they cannot be sent, searched or printed faithfully, and the error must not echo them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(f"{what} is not valid UTF-8") from None
+
+
+def undecodable_argument(raw: dict[str, Any]) -> str | None:
+    """The first request value that is not valid UTF-8, named as the user typed it (or None)."""
+    for key, value in raw.items():
+        for text in (value if isinstance(value, list) else (value,)):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "the query" if key == "query" else _BY_KEY[key].flag
+    return None
 
 
 def _check_value(opt: Option, value: Any) -> Any:
@@ -221,6 +243,7 @@ def _check_value(opt: Option, value: Any) -> Any:
         for item in value:
             if not isinstance(item, str) or not item.strip():
                 raise RequestError(f"{name} values must be non-empty strings")
+            check_utf8(item, name)
             items.append(item.strip())
         return items
     if value is None and opt.default is None:

@@ -39,7 +39,7 @@ import numpy as np
 from cidx_daemon.index import generation as gens
 from cidx_daemon.index.chunk_table import COLUMN_FILES, ChunkTable, ChunkTableWriter, FileRecord
 from cidx_daemon.index.chunking import chunk_text
-from cidx_daemon.index.walk import content_hash, read_source, walk_project
+from cidx_daemon.index.walk import content_hash, read_source, walk_project, walk_settings
 from cidx_shared import config as cfgmod
 
 #: Bump when chunk boundaries change for the same input: the next index re-chunks everything.
@@ -187,8 +187,7 @@ def scan(root: Path, icfg: dict[str, Any], previous: gens.Generation | None, sta
         stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
 
     seen: set[str] = set()
-    for sf in walk_project(root, max_file_bytes=icfg["max_file_bytes"], extra_ignores=icfg["exclude"],
-                           on_skip=skipped):
+    for sf in walk_project(root, on_skip=skipped, **walk_settings(icfg)):
         progress.advance()
         seen.add(sf.rel_path)
         prev = old_files.get(sf.rel_path)

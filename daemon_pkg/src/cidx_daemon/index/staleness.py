@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cidx_daemon.index import generation as gens
-from cidx_daemon.index.walk import content_hash, read_source, walk_project
+from cidx_daemon.index.walk import content_hash, read_source, walk_project, walk_settings
 from cidx_shared import config as cfgmod
 
 
@@ -20,9 +20,7 @@ def stale_files(config_path: Path) -> dict[str, int]:
     indexed = gen.table.by_path() if gen else {}
     seen: set[str] = set()
     changed = added = 0
-    for sf in walk_project(cfgmod.project_root(config_path),
-                           max_file_bytes=cfg["index"]["max_file_bytes"],
-                           extra_ignores=cfg["index"]["exclude"]):
+    for sf in walk_project(cfgmod.project_root(config_path), **walk_settings(cfg["index"])):
         seen.add(sf.rel_path)
         rec = indexed.get(sf.rel_path)
         if rec is None:

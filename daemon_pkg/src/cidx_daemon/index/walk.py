@@ -16,9 +16,14 @@ Choices, made once here so every index agrees:
   that leaves it would index someone else's files, and not following also makes link loops
   impossible. Directories are additionally guarded by (st_dev, st_ino), so a bind mount of a
   directory into its own subtree cannot loop either.
-* A file whose name is not valid UTF-8 (Linux names are bytes) is skipped with reason
-  ``"file name is not valid UTF-8"``: its path could not travel through JSON. The name
-  given to ``on_skip`` shows the bad bytes as ``\\xff`` escapes.
+* A file whose name is not valid UTF-8 (Linux names are bytes) is indexed under its name
+  with U+FFFD for the bad bytes (its path must travel through JSON and reach a
+  terminal), while reading uses the real name. Two names that become the same this way
+  are rare; the second is skipped and reported.
+* Secrets are not indexed by default: files matching ``SECRET_PATTERNS`` (``.env``, keys,
+  certificates, credential files of clouds and package managers, ``.ssh/``...) are
+  skipped and reported as ``"secret"``, so they never reach an index or a search result.
+  ``index.skip_secrets: false`` or ``index.secret_patterns`` (a replacement list) override.
 * A text file of unrecognised type is indexed with language ``"text"``.
 
 Anything unreadable is reported to ``on_skip`` and skipped; the walk itself never fails on
@@ -34,15 +39,30 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pathspec
 
 from cidx_daemon.languages import TEXT, language_for_path
 
-__all__ = ["SkipHandler", "SourceFile", "content_hash", "read_source", "walk_project"]
+__all__ = ["SkipHandler", "SourceFile", "content_hash", "read_source", "walk_project", "walk_settings"]
 
 SkipHandler = Callable[[str, str], None]
 """Called with (rel_path, reason) for each file or directory left out for a reason other than ignore rules."""
+
+#: Files that hold credentials more often than code (gitignore syntax). Examples and
+#: templates of ``.env`` are kept: they are documentation.
+SECRET_PATTERNS = (
+    ".env", ".env.*", "!.env.example", "!.env.sample", "!.env.template", "!.env.dist",
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.p8", "*.ppk", "*.kdbx",
+    "id_rsa", "id_rsa.*", "id_dsa", "id_dsa.*", "id_ecdsa", "id_ecdsa.*", "id_ed25519", "id_ed25519.*",
+    ".ssh/", ".aws/", ".gnupg/", ".azure/", ".kube/config", ".docker/config.json", ".config/gcloud/",
+    "credentials", "credentials.*", "*.credentials", "*credentials*.json", "service-account*.json",
+    "secrets.*", "*.secret", "*.secrets", ".secrets",
+    ".npmrc", ".yarnrc.yml", ".pypirc", ".netrc", "_netrc", ".git-credentials", ".htpasswd", ".pgpass",
+    ".vault-token", "*.tfstate", "*.tfstate.*", "*.tfvars",
+)
+SECRET_REASON = "secret (not indexed: index.skip_secrets)"
 
 SNIFF_BYTES = 8192
 """How much of a file is checked for NUL bytes: git's own binary heuristic uses the same window."""
@@ -137,6 +157,11 @@ def _display_name(name: str) -> str:
     return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
+def _replaced(name: str) -> str:
+    """The name with U+FFFD for bytes that are not UTF-8: safe for JSON and terminals."""
+    return os.fsencode(name).decode("utf-8", errors="replace")
+
+
 def _is_valid_utf8(name: str) -> bool:
     """False when the OS name carried bytes that Python smuggled in as lone surrogates."""
     try:
@@ -159,13 +184,17 @@ class _Walker:
     """One walk's state: the root, the limits and the directories already entered."""
 
     def __init__(
-        self, root: Path, max_file_bytes: int, extra_ignores: Sequence[str], on_skip: SkipHandler | None
+        self, root: Path, max_file_bytes: int, extra_ignores: Sequence[str], on_skip: SkipHandler | None,
+        secret_patterns: Sequence[str],
     ) -> None:
         self.root = root
         self.max_file_bytes = max_file_bytes
         self.on_skip: SkipHandler = on_skip or (lambda _path, _reason: None)
         self.visited: set[tuple[int, int]] = set()
         self.extra = _Rules("", pathspec.GitIgnoreSpec.from_lines(extra_ignores)) if extra_ignores else None
+        self.secrets = (_Rules("", pathspec.GitIgnoreSpec.from_lines(secret_patterns)) if secret_patterns
+                        else None)
+        self.shown: set[str] = set()
 
     def walk(self) -> Iterator[SourceFile]:
         if not self.root.is_dir():
@@ -186,10 +215,7 @@ class _Walker:
             if entry is None:
                 stack.pop()
                 continue
-            rel_path = prefix + entry.name
-            if not _is_valid_utf8(entry.name):
-                self.on_skip(prefix + _display_name(entry.name), "file name is not valid UTF-8")
-                continue
+            rel_path = prefix + (entry.name if _is_valid_utf8(entry.name) else _replaced(entry.name))
             try:
                 mode = entry.stat(follow_symlinks=False).st_mode
             except OSError as err:
@@ -200,15 +226,22 @@ class _Walker:
                 continue
             if _is_ignored(rel_path, is_dir, layers, self.extra):
                 continue
+            if self.secrets is not None and self.secrets.verdict(rel_path, is_dir):
+                self.on_skip(rel_path, SECRET_REASON)
+                continue
             if is_dir:
                 self._enter(stack, Path(entry.path), rel_path + "/", layers)
             elif stat.S_ISLNK(mode):
                 self.on_skip(rel_path, self._symlink_reason(Path(entry.path)))
             elif not stat.S_ISREG(mode):
                 self.on_skip(rel_path, "not a regular file")
+            elif rel_path in self.shown:  # two undecodable names that read the same
+                self.on_skip(prefix + _display_name(entry.name), "file name is not valid UTF-8 and "
+                             "reads like another one")
             else:
                 source = self._source_file(entry, rel_path)
                 if source is not None:
+                    self.shown.add(rel_path)
                     yield source
 
     def _enter(
@@ -284,7 +317,7 @@ class _Walker:
             first_line = head.split(b"\n", 1)[0][:256].decode("utf-8", errors="replace")
         return SourceFile(
             rel_path=rel_path,
-            abs_path=self.root / rel_path,
+            abs_path=Path(entry.path),
             size=file_stat.st_size,
             mtime_ns=file_stat.st_mtime_ns,
             language=language_for_path(rel_path, first_line) or TEXT,
@@ -300,12 +333,22 @@ def _reason(err: OSError) -> str:
     return (err.strerror or type(err).__name__).lower()
 
 
+def walk_settings(icfg: dict[str, Any]) -> dict[str, Any]:
+    """``walk_project`` keyword arguments from a config's ``index`` section (one reading for all)."""
+    patterns: Sequence[str] = ()
+    if icfg.get("skip_secrets", True):
+        patterns = SECRET_PATTERNS if icfg.get("secret_patterns") is None else icfg["secret_patterns"]
+    return {"max_file_bytes": icfg["max_file_bytes"], "extra_ignores": icfg["exclude"],
+            "secret_patterns": patterns}
+
+
 def walk_project(
     root: Path,
     *,
     max_file_bytes: int = 1_048_576,
     extra_ignores: Sequence[str] = (),
     on_skip: SkipHandler | None = None,
+    secret_patterns: Sequence[str] = SECRET_PATTERNS,
 ) -> Iterator[SourceFile]:
     """Yield the indexable files under ``root`` in ascending ``rel_path`` order.
 
@@ -315,4 +358,5 @@ def walk_project(
     Raises:
         FileNotFoundError, NotADirectoryError: if ``root`` is not an existing directory.
     """
-    return _Walker(Path(root).resolve(strict=True), max_file_bytes, extra_ignores, on_skip).walk()
+    return _Walker(Path(root).resolve(strict=True), max_file_bytes, extra_ignores, on_skip,
+                   secret_patterns).walk()

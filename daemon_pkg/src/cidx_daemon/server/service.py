@@ -83,7 +83,12 @@ def to_json(doc: Any) -> str:
                 return getattr(obj, attr)()
         raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
-    return json.dumps(doc, default=default, ensure_ascii=False)
+    text = json.dumps(doc, default=default, ensure_ascii=False)
+    try:
+        text.encode("utf-8")  # what rpyc will do with it: a failure there would drop the connection
+    except UnicodeEncodeError:  # e.g. a project path with undecodable bytes, in a message
+        text = json.dumps(doc, default=default, ensure_ascii=True)
+    return text
 
 
 def uncompressed(conn: rpyc.Connection) -> None:

@@ -1,9 +1,10 @@
 """Which lines of a hit matched, where, and the snippet shown around them.
 
 Line numbers leave this module FILE-absolute (``start_line + offset``): a
-chunk-relative number is meaningless to a user. Matching re-tokenizes the chunk with the same ``analyzer`` rules the
-index used, so a highlighted span is exactly a token the query hit (a
-phrase only where its parts are consecutive, as in the index).
+chunk-relative number is meaningless to a user. Matching re-tokenizes the
+chunk with the same ``analyzer`` rules the index used, so a highlighted span
+is exactly a token the query hit (a phrase only where its parts are
+consecutive, as in the index).
 """
 
 from __future__ import annotations

@@ -94,6 +94,35 @@ class FtsHit:
         return self
 
 
+class _TantivyPath:
+    """A path tantivy can take: it wants valid UTF-8, and a project's path may hold any bytes.
+
+    Such a directory is opened once and reached as ``/proc/self/fd/N`` (Linux), kept open
+    while tantivy may open files in it; other paths pass through unchanged.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.fd: int | None = None
+        text = str(directory)
+        try:
+            text.encode("utf-8")
+            self.path = text
+        except UnicodeEncodeError:
+            self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.path = f"/proc/self/fd/{self.fd}"
+
+    def __truediv__(self, name: str) -> str:
+        return f"{self.path}/{name}"
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
 def _main_schema() -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
     sb.add_unsigned_field("cid", stored=False, indexed=True, fast=True)
@@ -134,11 +163,14 @@ def build_fts_index(directory: Path, table: ChunkTable, rows: Iterable[int] | No
     if previous is not None:
         link_tree(Path(previous), directory)
         (directory / "fts.json").unlink()
-        main = tantivy.Index.open(str(directory / "main"))
     else:
         (directory / "main").mkdir(parents=True)
         (directory / "vocab").mkdir()
-        main = tantivy.Index(_main_schema(), path=str(directory / "main"))
+    where = _TantivyPath(directory)
+    if previous is not None:
+        main = tantivy.Index.open(where / "main")
+    else:
+        main = tantivy.Index(_main_schema(), path=where / "main")
     writer = main.writer(heap_size=WRITER_HEAP, num_threads=_threads())
     pending = 0
     gone = [int(c) for c in removed_cids]
@@ -159,7 +191,7 @@ def build_fts_index(directory: Path, table: ChunkTable, rows: Iterable[int] | No
             pending = 0
     writer.commit()
     writer.wait_merging_threads()
-    _build_vocab(directory / "vocab", streams, extend=previous is not None)
+    _build_vocab(where / "vocab", streams, extend=previous is not None)
     if progress is not None and pending:
         progress(pending)
     main.reload()
@@ -167,13 +199,10 @@ def build_fts_index(directory: Path, table: ChunkTable, rows: Iterable[int] | No
                                                     "docs": main.searcher().num_docs}), encoding="utf-8")
 
 
-def _build_vocab(directory: Path, streams: StreamBuilder, *, extend: bool) -> None:
+def _build_vocab(directory: str, streams: StreamBuilder, *, extend: bool) -> None:
     """The distinct tokens (fuzzy expansion). Extending adds the new chunks' tokens; a
     token seen again or no longer used costs an extra candidate, never a wrong hit."""
-    if extend:
-        index = tantivy.Index.open(str(directory))
-    else:
-        index = tantivy.Index(_vocab_schema(), path=str(directory))
+    index = tantivy.Index.open(directory) if extend else tantivy.Index(_vocab_schema(), path=directory)
     writer = index.writer(heap_size=50_000_000, num_threads=1)
     for term in streams.vocabulary():
         doc = tantivy.Document()
@@ -193,7 +222,7 @@ class FtsIndex:
     the decoded texts (regex) load on first use, under a lock.
     """
 
-    def __init__(self, directory: Path, main: tantivy.Index, table: ChunkTable) -> None:
+    def __init__(self, directory: _TantivyPath, main: tantivy.Index, table: ChunkTable) -> None:
         self.directory = directory
         self._main = main
         self._schema = main.schema
@@ -207,9 +236,10 @@ class FtsIndex:
         meta = json.loads((directory / "fts.json").read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{directory}: FTS format {meta.get('format')}, expected {FORMAT_VERSION}")
-        main = tantivy.Index.open(str(directory / "main"))
+        where = _TantivyPath(directory)
+        main = tantivy.Index.open(where / "main")
         main.config_reader("Manual")  # immutable generation: no file watcher thread
-        return cls(directory, main, table)
+        return cls(where, main, table)
 
     @property
     def num_docs(self) -> int:
@@ -302,7 +332,7 @@ class FtsIndex:
     def _vocab_index(self) -> tantivy.Index:
         with self._lock:
             if self._vocab is None:
-                vocab = tantivy.Index.open(str(self.directory / "vocab"))
+                vocab = tantivy.Index.open(self.directory / "vocab")
                 vocab.config_reader("Manual")
                 self._vocab = vocab
             return self._vocab

@@ -1,41 +1,41 @@
-"""grep-like regular-expression search over every chunk, line by line.
+"""grep-like regular-expression search over every chunk, line by line, in linear time.
 
-Why not a tantivy regex query: tantivy matches a regex against single
-*terms*, while users mean a pattern over a line of text (``def \\w+\\(``,
-``^class ``). So the pattern runs over the chunk texts, with grep's
-semantics (a match never spans lines; ``^``/``$`` are line edges), and a
-chunk scores the number of its matching lines.
+Why RE2 (the ``google-re2`` wheel) and not Python's ``re``: ``re`` backtracks, so a
+pattern like ``(a+)+$`` over a line of a's runs for minutes, holds the GIL, and a
+daemon thread running it cannot be interrupted: one user's typo froze every other
+client. RE2 (as ripgrep and zoekt use automata) runs in time linear in the text, so
+no pattern can hold the daemon. The price: no look-around and no back-references;
+a pattern that uses them gets a one-line error saying so.
 
-Matching every line of every chunk from Python costs ~1 s on the CPython
-stdlib; instead the work is driven from C to candidate lines only:
+Why not a tantivy regex query: tantivy matches a regex against single *terms*,
+while users mean a pattern over a line of text (``def \\w+\\(``, ``^class ``). So the
+pattern runs over the chunk texts with grep's semantics (a match never spans lines:
+RE2's ``never_nl``; ``^``/``$`` are line edges: multi-line mode), and a chunk scores
+the number of its matching lines.
 
-* *literal*: when every match must contain some literal text
-  (``required_literal``), the chunk table finds the chunks holding it in its raw
-  UTF-8 bytes (nothing decoded); in those, only the lines holding it (in
-  ``text.lower()`` for case-insensitive search) are searched, through C
-  iterators (``map``/``compress``), and a pattern that is only a literal
-  needs no regex at all. This also sidesteps ``re.IGNORECASE`` scans of
-  whole chunks, several times slower than case-sensitive ones;
-* *leftmost*: otherwise the regex scans the chunk itself; each hit's line
-  is checked on its own and the scan resumes at the next line. No matching
-  line is skipped: a per-line match is also a match of the chunk at the
-  same offset, because ``^``/``$`` (MULTILINE) and ``\\b`` see a ``\\n`` like
-  a string edge, so the leftmost chunk match starts no later. A line is
-  checked as ``rx.search(text, start, end)`` (``endpos`` makes the line end
-  the string end) or, for ``\\A`` and look-behinds, which see before
-  ``start``, as its own string;
-* patterns for which leftmost fails (``\\A``, ``\\Z``, negative
-  look-arounds) and that have no literal search every line.
+Driving the search, cheapest first:
+
+* *literal*: when every match must contain some literal text (``required_literal``),
+  the chunk table finds the rows holding it in its raw UTF-8 bytes (nothing
+  decoded), and only those rows are searched; a pattern that is only a literal
+  needs no regex at all. The literal comes from Python's regex *parser* (parsing
+  only: nothing is matched with ``re``), used only for patterns both syntaxes read
+  alike (``_PLAIN``);
+* *leftmost*: the regex scans the chunk; each hit's line is counted and the scan
+  resumes at the next line. Exact, because no match can cross a newline;
+* patterns anchored to the text's edges (``\\A``, ``\\z``) are checked line by line,
+  each line as its own text, as grep would.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import compress, repeat
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import re2
 
 from . import analyzer
 
@@ -47,62 +47,75 @@ try:  # the parser is private; without it we only lose the literal driver
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
+#: RE2's memory budget for one pattern's automata: bounds what a hostile pattern can take.
+MAX_PATTERN_MEM = 64 << 20
+_EDGE_ANCHORS = re.compile(r"\\[Az]")
+#: Syntax RE2 and Python's parser read differently; such patterns get no literal driver.
+_NOT_PLAIN = re.compile(r"\[:|\\[pPQECzZbB]|\(\?[^:P=!#<)imsx-]|\{,")
+
 
 class RegexError(ValueError):
-    """The user's pattern does not compile."""
-
-
-_NEEDS_SLICE = re.compile(r"\\A|\\Z|\(\?<[=!]")
-_SKIPS_LINES = re.compile(r"\\A|\\Z|\(\?<?!")
+    """The user's pattern does not compile, or needs features RE2 does not have."""
 
 
 @dataclass(frozen=True)
 class LineRegex:
     """A compiled user pattern plus how to drive it (see module doc)."""
 
-    rx: re.Pattern[str]
+    rx: Any  # re2._Regexp: search / finditer like re.Pattern, linear time
     literal: str | None  # required literal; lower-case when ``fold``
-    fold: bool  # case-insensitive: look for the literal in ``text.lower()``
-    slice_lines: bool  # check a line as its own string (\\A, look-behind)
-    leftmost_ok: bool  # the leftmost driver cannot skip a matching line
-    # The pattern is nothing but ``literal`` (no newline in it): a line
-    # matches iff it contains the literal, which C can count without re.
+    fold: bool  # case-insensitive: look for the literal in the ASCII-lowered text
+    per_line: bool  # anchored to the text's edges: check each line as its own text
+    # The pattern is nothing but ``literal`` (no newline in it): a line matches iff
+    # it contains the literal, which C can count without a regex.
     pure_literal: bool = False
 
 
 def compile_line_regex(pattern: str, *, case_sensitive: bool) -> LineRegex:
-    flags = re.MULTILINE | (0 if case_sensitive else re.IGNORECASE)
+    options = re2.Options()
+    options.log_errors = False
+    options.never_nl = True
+    options.case_sensitive = case_sensitive
+    options.max_mem = MAX_PATTERN_MEM
     try:
-        rx = re.compile(pattern, flags)
-    except (re.error, OverflowError, RecursionError, ValueError) as exc:
-        raise RegexError(f"invalid regular expression: {exc}") from None
-    fold = bool(rx.flags & re.IGNORECASE)
-    literal, pure = _literals(rx)
+        rx = re2.compile("(?m)" + pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) \
+            else str(exc)
+        hint = " (RE2 syntax: no look-around or back-references)" if _looks_perl_only(pattern) else ""
+        raise RegexError(f"invalid regular expression: {reason}{hint}") from None
+    literal, pure, inline_fold = _literals(pattern, case_sensitive)
+    fold = not case_sensitive or inline_fold
     if literal is not None and fold:
-        # Outside ASCII, re.IGNORECASE and str.lower disagree (e.g. "\u017f" ~ "s").
+        # Outside ASCII, case folding and lower() disagree (e.g. "\u017f" ~ "s").
         literal = literal.lower() if literal.isascii() else None
-    return LineRegex(rx=rx, literal=literal, fold=fold,
-                     slice_lines=bool(_NEEDS_SLICE.search(pattern)),
-                     leftmost_ok=not _SKIPS_LINES.search(pattern),
+    return LineRegex(rx=rx, literal=literal, fold=fold, per_line=bool(_EDGE_ANCHORS.search(pattern)),
                      pure_literal=pure and literal is not None and "\n" not in literal)
 
 
-def required_literal(rx: re.Pattern[str]) -> str | None:
-    """The longest run of plain characters every match must contain, if any.
+def _looks_perl_only(pattern: str) -> bool:
+    return bool(re.search(r"\(\?<?[=!]|\\[1-9]|\(\?P=", pattern))
 
-    Walks only the top-level sequence (descending into plain groups): a
-    literal there is mandatory; anything else (classes, repeats, branches,
-    groups that change flags) ends a run.
+
+def required_literal(pattern: str) -> str | None:
+    """The longest run of plain characters every match of ``pattern`` must contain, if any."""
+    return _literals(pattern, True)[0]
+
+
+def _literals(pattern: str, case_sensitive: bool) -> tuple[str | None, bool, bool]:
+    """``(required literal or None, the pattern is only that literal, (?i) turned case off)``.
+
+    Walks only the top-level sequence (descending into plain groups): a literal
+    there is mandatory; anything else (classes, repeats, branches, groups that
+    change flags) ends a run.
     """
-    return _literals(rx)[0]
-
-
-def _literals(rx: re.Pattern[str]) -> tuple[str | None, bool]:
-    """``(required literal or None, the pattern is only that literal)``."""
+    if _NOT_PLAIN.search(pattern):
+        return None, False, False
     try:
-        parsed = _sre_parse.parse(rx.pattern, rx.flags)
-    except Exception:  # private API: any surprise just means "no literal driver"
-        return None, False
+        parsed = _sre_parse.parse(pattern, 0 if case_sensitive else re.IGNORECASE)
+    except Exception:  # private API, or syntax Python reads otherwise: no literal driver
+        return None, False, False
+    inline_fold = bool(parsed.state.flags & re.IGNORECASE)
     runs: list[str] = []
     current: list[str] = []
 
@@ -119,23 +132,17 @@ def _literals(rx: re.Pattern[str]) -> tuple[str | None, bool]:
     walk(parsed)
     runs.append("".join(current))
     best = max(runs, key=len)
-    return (best or None), len(runs) == 1
+    return (best or None), len(runs) == 1, inline_fold
 
 
 def count_matching_lines(lr: LineRegex, text: str) -> int:
     """How many lines of ``text`` the pattern matches (grep semantics)."""
-    if lr.literal is not None and (not lr.fold or text.isascii()):
-        # Literal driver, all C iterators: keep lines holding the literal,
-        # then (unless the pattern is just the literal) search each as a string.
-        if lr.pure_literal:  # (a final newline's empty "line" holds no literal)
-            return sum(map(str.__contains__, (text.lower() if lr.fold else text).split("\n"),
-                           repeat(lr.literal)))
-        lines = analyzer.chunk_lines(text)
-        hay = analyzer.chunk_lines(text.lower()) if lr.fold else lines
-        holds = map(str.__contains__, hay, repeat(lr.literal))
-        return sum(map(bool, map(lr.rx.search, compress(lines, holds))))
-    if not lr.leftmost_ok:
-        return sum(map(bool, map(lr.rx.search, analyzer.chunk_lines(text))))
+    if lr.pure_literal and (not lr.fold or text.isascii()):
+        # (a final newline's empty "line" holds no literal)
+        hay = text.lower() if lr.fold else text
+        return sum(map(str.__contains__, hay.split("\n"), repeat(lr.literal)))
+    if lr.per_line:
+        return sum(1 for line in analyzer.chunk_lines(text) if lr.rx.search(line))
     return _count_leftmost(lr, text)
 
 
@@ -148,13 +155,10 @@ def _count_leftmost(lr: LineRegex, text: str) -> int:
         m = rx.search(text, pos)
         if m is None or m.start() >= phantom:
             break
-        at = m.start()
-        start = text.rfind("\n", 0, at) + 1
-        end = text.find("\n", at)
-        end = n if end < 0 else end
-        line_match = rx.search(text[start:end]) if lr.slice_lines else rx.search(text, start, end)
-        if line_match is not None:
-            count += 1
+        count += 1
+        end = text.find("\n", m.start())
+        if end < 0:
+            break
         pos = end + 1
     return count
 
