@@ -27,6 +27,9 @@ from quality import peers
 
 CIDX_COLOUR = "#c0392b"
 PEER_COLOUR = "#5b7fa6"
+#: Label offsets (points) for points that sit close together.
+OFFSETS = {"CodeRankEmbed hybrid": (7, 5), "CodeRankEmbed": (7, -12), "cidx hybrid": (8, 5),
+           "cidx semantic": (8, -13), "cidx fts": (8, 4)}
 
 
 def _ms(v: float, _pos: object) -> str:
@@ -47,14 +50,15 @@ def main(results_json: str, png: str) -> int:
             continue
         x, y = peers.QUERY_P50_MS[name], peers.NDCG10_MEAN[name]
         ax.scatter(x, y, s=70, color=PEER_COLOUR, edgecolors="white", zorder=3)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(7, -3), fontsize=9, color=PEER_COLOUR)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=OFFSETS.get(name, (7, -3)), fontsize=9,
+                    color=PEER_COLOUR)
     for mode in ("semantic", "fts", "hybrid"):
         if mode not in lat:
             continue
         x, y = lat[mode]["p50"], dev["overall"][mode]
         ax.scatter(x, y, s=90, color=CIDX_COLOUR, marker="D", edgecolors="white", zorder=4)
-        ax.annotate(f"cidx {mode}", (x, y), textcoords="offset points", xytext=(8, 4), fontsize=9.5,
-                    color=CIDX_COLOUR, fontweight="bold")
+        ax.annotate(f"cidx {mode}", (x, y), textcoords="offset points", xytext=OFFSETS[f"cidx {mode}"],
+                    fontsize=9.5, color=CIDX_COLOUR, fontweight="bold")
     ax.set_xscale("log")
     ax.set_xlim(0.1, 1000)
     ax.xaxis.set_major_formatter(FuncFormatter(_ms))
