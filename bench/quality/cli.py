@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if bad or not args.modes:
         p.error(f"unknown modes {sorted(bad)}; known: {', '.join(cidx.MODES)}")
     args.repos = [r for r in args.repos.split(",") if r]
+    unknown = set(args.repos) - {s.name for s in load_specs()}
+    if unknown:
+        p.error(f"unknown repos {sorted(unknown)}; known: {', '.join(s.name for s in load_specs())}")
     args.latency_runs = args.latency_runs or (1 if args.quick else 3)
     args.sets = list(SETS) if args.set == "all" else [args.set]
     if args.quick and args.set == "all":
