@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--python", help="interpreter for the floor and the probe (default: this one, resolved)")
     p.add_argument("--install-dir", type=Path,
                    help="use the cidx + cidx-daemon in this bin dir instead of `build.py install`")
+    p.add_argument("--only", choices=["quality"],
+                   help="quality: run the search-quality benchmark instead (bench/quality/run.py; the "
+                        "arguments after it go there, e.g. --only quality --quick)")
     args = p.parse_args(argv)
     args.runs = args.runs or (20 if args.quick else 30)
     args.query_runs = args.query_runs or (3 if args.quick else 7)
@@ -201,6 +204,14 @@ def render(env: dict[str, object], sections: list[Section], failures: list[str],
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(argv):
+        if arg == "--only=quality" or (arg == "--only" and argv[i + 1:i + 2] == ["quality"]):
+            # A separate benchmark with its own options, given the other arguments. It imports the
+            # daemon package, so it runs in this interpreter (build.py bench uses .venv's).
+            rest = argv[:i] + argv[i + (1 if "=" in arg else 2):]
+            quality = Path(__file__).resolve().parent / "quality" / "run.py"
+            return subprocess.run([sys.executable, str(quality), *rest], check=False).returncode
     args = parse_args(argv)
     started = time.monotonic()
     try:
