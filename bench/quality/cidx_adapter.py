@@ -1,10 +1,7 @@
 """The only module that imports cidx: index a project, query it in-process, fingerprint the engine.
 
-cidx's daemon package is being restructured (``cidx_daemon.indexer`` ->
-``cidx_daemon.index.indexer``, ``cidx_daemon.engine`` -> ``cidx_daemon.search.engine``,
-``cidx_daemon.shared`` -> a package ``cidx_shared``). Both layouts are tried here,
-newest first, so the rest of the benchmark never names a cidx module; when the old
-layout is gone, delete its fallbacks.
+Keeping every cidx import here means a change of the daemon package's layout is
+mended in one place; the rest of the benchmark never names a cidx module.
 
 Queries run through ``Engine.query`` in this process (no daemon, no socket): the
 benchmark measures ranking and engine latency, not the client round trip, which
@@ -49,19 +46,19 @@ def _first(*names: str) -> ModuleType:
 
 
 def _config() -> ModuleType:
-    return _first("cidx_shared.config", "cidx_daemon.shared.config")
+    return _first("cidx_shared.config")
 
 
 def _schema() -> ModuleType:
-    return _first("cidx_shared.schema", "cidx_daemon.shared.schema")
+    return _first("cidx_shared.schema")
 
 
 def _indexer() -> ModuleType:
-    return _first("cidx_daemon.index.indexer", "cidx_daemon.indexer")
+    return _first("cidx_daemon.index.indexer")
 
 
 def _engine_module() -> ModuleType:
-    return _first("cidx_daemon.search.engine", "cidx_daemon.engine")
+    return _first("cidx_daemon.search.engine")
 
 
 def _package_dirs() -> list[Path]:
