@@ -44,6 +44,9 @@ DAEMON_DIR = ROOT / "daemon_pkg"
 SHARED_ROOT = DAEMON_DIR / "src"
 SHARED_PKG = SHARED_ROOT / "cidx_shared"
 VENV = ROOT / ".venv"
+# The tests' editable install lives apart: `build.py test` must not turn the user's
+# `.venv` (from `build.py install`) into a development install behind their back.
+DEV_VENV = ROOT / ".venv-dev"
 BUILD_VENV = ROOT / ".venv-build"
 WHEELHOUSE = DIST / "wheelhouse"
 ZIPAPP = DIST / "cidx.pyz"
@@ -589,7 +592,7 @@ def install(prefix: Path, python: str, offline: bool) -> Path:
 
 def run_tests(python: str, pytest_args: list[str]) -> int:
     """Everything CI needs from a fresh clone: dev venv, dist/, lint, then the suite."""
-    vpy = ensure_venv(VENV, python)
+    vpy = ensure_venv(DEV_VENV, python)
     install_daemon(vpy, python, "editable")
     build_all(python)
     # Lint findings do not stop the suite: one run reports both.
@@ -644,10 +647,11 @@ def copy_demo_tree(dest: Path, full: bool, fresh: bool) -> None:
 def demo(dest: Path, full: bool, fresh: bool) -> None:
     """What a new user does, on a code base every machine has; a rerun reindexes incrementally."""
     python = resolve_python(None)
-    if not (VENV / "bin" / DAEMON_SCRIPT).exists():
-        install(VENV, python, offline=False)
-    with step(f"building {ZIPAPP.relative_to(ROOT)}"):
-        build_zipapp(ZIPAPP, python)
+    if (VENV / "bin" / DAEMON_SCRIPT).exists():
+        with step(f"building {ZIPAPP.relative_to(ROOT)}"):
+            build_zipapp(ZIPAPP, python)
+    else:
+        install(VENV, python, offline=False)  # builds the zipapp too
     with step(f"copying the standard library ({'full' if full else 'subset'}) to {dest}"):
         copy_demo_tree(dest, full, fresh)
         count = sum(1 for _ in (dest / "stdlib").rglob("*.py"))
@@ -667,6 +671,14 @@ def demo(dest: Path, full: bool, fresh: bool) -> None:
         subprocess.run([*map(str, cidx), "daemon", "stop"], cwd=dest, env={**os.environ, **env},
                        stdin=subprocess.DEVNULL, capture_output=True, check=False)
     print_timings()
+    say(f"""
+==> try it yourself
+    export PATH="{VENV / 'bin'}:$PATH"     # cidx and cidx-daemon
+    cd {dest}
+    cidx query "read a file with a timeout"          # semantic
+    cidx query urlopen --fts                          # full text
+    cidx query "retry with backoff" --fts --semantic  # hybrid
+    cidx --help""")
 
 
 # --------------------------------------------------------------------------- clean, bench
@@ -689,9 +701,11 @@ def bench(args: list[str]) -> int:
     if not script.is_file():
         say("no bench/run_all.py yet: nothing to run")
         return 0
-    vpy = venv_python(VENV)
-    interpreter = str(vpy) if vpy.exists() else resolve_python(None)
-    return subprocess.run([interpreter, script, *args], cwd=ROOT, check=False).returncode
+    # The development venv: the quality benchmark imports the daemon package from the source tree.
+    python = resolve_python(None)
+    vpy = ensure_venv(DEV_VENV, python)
+    install_daemon(vpy, python, "editable")
+    return subprocess.run([str(vpy), script, *args], cwd=ROOT, check=False).returncode
 
 
 # --------------------------------------------------------------------------- command line

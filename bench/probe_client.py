@@ -48,13 +48,13 @@ def _wrap_print_document(cli: object) -> None:
     """Engine time comes from the document the client is about to render."""
     original = cli.print_document  # type: ignore[attr-defined]
 
-    def timed(doc, **kwargs):  # type: ignore[no-untyped-def]
+    def timed(doc, *args, **kwargs):  # type: ignore[no-untyped-def]
         MARKS["render_start"] = time.clock_gettime(CLOCK)
         timing = doc.get("timing_ms") or {}
         MARKS["engine_ms"] = timing.get("total")
         MARKS["served_by"] = doc.get("served_by")
         try:
-            return original(doc, **kwargs)
+            return original(doc, *args, **kwargs)
         finally:
             sys.stdout.flush()
             MARKS["render_end"] = time.clock_gettime(CLOCK)

@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, arg in enumerate(argv):
         if arg == "--only=quality" or (arg == "--only" and argv[i + 1:i + 2] == ["quality"]):
             # A separate benchmark with its own options, given the other arguments. It imports the
-            # daemon package, so it runs in this interpreter (build.py bench uses .venv's).
+            # daemon package, so it runs in this interpreter (build.py bench uses the development venv).
             rest = argv[:i] + argv[i + (1 if "=" in arg else 2):]
             quality = Path(__file__).resolve().parent / "quality" / "run.py"
             return subprocess.run([sys.executable, str(quality), *rest], check=False).returncode

@@ -37,6 +37,11 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's own (whose errors print its own usage)."""
     from cidx_shared.cli_args import CliParser, add_query_arguments
 
     p = CliParser(prog="cidx", description=(
@@ -51,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "both for one hybrid list fused by reciprocal rank.")
     add_query_arguments(q)
 
-    i = sub.add_parser("init", help="create .code-indexer/config.json in the current directory")
+    i = sub.add_parser("init", help="create .code-indexer/config.json in the current directory",
+                       description="Make the current directory a cidx project. Refuses inside another "
+                                   "project unless --force; adds .code-indexer/ to git's info/exclude.")
     i.add_argument("--no-daemon", action="store_true", help="disable the daemon in the new config")
+    i.add_argument("--force", action="store_true", help="create a separate project inside another one")
 
     c = sub.add_parser("config", help="show or change daemon settings")
     g = c.add_mutually_exclusive_group(required=True)
@@ -69,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in HANDED_OFF.items():
         # Listed for --help only: main() hands these to cidx-daemon before argparse runs.
         sub.add_parser(name, help=text, add_help=False)
-    return p
+    return p, {"query": q, "init": i, "config": c, "daemon": d}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,8 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         fast = parse_query_argv(argv[1:]) if argv and argv[0] == "query" else None
         if fast is not None:
             raw, output = fast
-            return run_query(raw, started, as_json=output["json"], quiet=output["quiet"])
-        return _dispatch(build_parser().parse_args(argv), started)
+            return run_query(raw, started, output)
+        top, commands = build_parsers()
+        if argv and argv[0] in commands:
+            command = commands[argv[0]]
+            if argv[0] == "query":
+                from cidx_shared.cli_args import parse_query_args
+
+                args = parse_query_args(command, argv[1:])
+            else:
+                args = command.parse_args(argv[1:])
+            args.command = argv[0]
+            return _dispatch(args, started)
+        return _dispatch(top.parse_args(argv), started)
     except (UsageError, RequestError, cfgmod.ConfigError) as exc:
         _say(f"error: {exc}")
         return EXIT_USAGE
@@ -150,18 +169,25 @@ def _dispatch(args: argparse.Namespace, started: float) -> int:
 
 
 def cmd_query(args: argparse.Namespace, started: float) -> int:
-    from cidx_shared.cli_args import request_from_namespace
+    from cidx_shared.cli_args import output_from_namespace, request_from_namespace
 
-    return run_query(request_from_namespace(args), started, as_json=args.json, quiet=args.quiet)
+    return run_query(request_from_namespace(args), started, output_from_namespace(args))
 
 
-def run_query(req: dict, started: float, *, as_json: bool, quiet: bool) -> int:
+def run_query(req: dict, started: float, output: dict) -> int:
     from cidx_shared.schema import undecodable_argument
 
     bad = undecodable_argument(req)  # bytes at the edge: nothing is started or sent for them
     if bad is not None:
         raise UsageError(f"{bad} is not valid UTF-8")
     config_path, cfg = _project()
+    if not os.path.exists(cfgmod.sibling(config_path, cfgmod.INDEX_DIR + "/CURRENT")):
+        # Nothing to search: say so without starting a daemon that would live for its TTL.
+        from cidx_shared.schema import make_error_document
+
+        root = os.path.dirname(os.path.dirname(config_path))
+        doc = make_error_document("no_index", f"no index yet in {root}: run 'cidx index' first")
+        return print_document(doc, output, total_s=time.perf_counter() - started)
     if cfg["daemon"]["enabled"]:
         from .delegate import query_via_daemon
 
@@ -170,24 +196,21 @@ def run_query(req: dict, started: float, *, as_json: bool, quiet: bool) -> int:
         from .standalone import run_query
 
         doc = run_query(cfg, config_path, req)
-    return print_document(doc, as_json=as_json, quiet=quiet, total_s=time.perf_counter() - started)
+    return print_document(doc, output, total_s=time.perf_counter() - started)
 
 
-def print_document(doc: dict, *, as_json: bool, quiet: bool, total_s: float) -> int:
+def print_document(doc: dict, output: dict, *, total_s: float) -> int:
     from cidx_shared.render import emit_document
 
-    return emit_document(doc, as_json=as_json, quiet=quiet, total_s=total_s)
+    return emit_document(doc, output, total_s=total_s, cwd=os.getcwd())
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    path = os.path.join(os.getcwd(), cfgmod.CONFIG_DIR, cfgmod.CONFIG_FILE)
-    existed = os.path.exists(path)
-    cfgmod.init_project(os.getcwd())
-    if args.no_daemon:
-        cfg = cfgmod.load_config(path)
-        cfg["daemon"]["enabled"] = False
-        cfgmod.save_config(path, cfg)
-    print(f"{'Already initialised' if existed else 'Initialised'}: {path}\nNext: cidx index")
+    path, created, notes = cfgmod.init_here(os.getcwd(), force=args.force, daemon=not args.no_daemon)
+    print(f"{'Initialised' if created else 'Already initialised'}: {path}")
+    for note in notes:
+        print(note)
+    print("Next: cidx index")
     return EXIT_OK
 
 

@@ -376,9 +376,17 @@ def run_daemon_cli(args: list[str], config_path: str | None, project_cfg: dict |
     import subprocess
 
     argv = [*daemon_command(project_cfg), *(["--config", str(config_path)] if config_path else []), *args]
+    # CIDX_PROG: its usage lines say "cidx index", as the user typed.
+    child = subprocess.Popen(argv, env={**os.environ, "CIDX_PROG": "cidx"})
     try:
-        return subprocess.call(argv)
+        return child.wait()
     except KeyboardInterrupt:
+        # Ctrl-C reached the child too (one process group): let it finish its line and say so.
+        try:
+            child.wait(timeout=10)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            child.terminate()
+            child.wait()
         return 130
 
 

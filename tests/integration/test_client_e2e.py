@@ -104,7 +104,8 @@ def test_output_is_identical_in_daemon_and_standalone_mode(project: Path, mode: 
 FLAG_VALUES = {
     "fts": [], "semantic": [], "limit": ["3"], "language": ["python"], "exclude_language": ["js"],
     "path_filter": ["net/*"], "exclude_path": ["docs/"], "min_score": ["0.01"],
-    "case_sensitive": [], "fuzzy": [], "edit_distance": ["2"], "regex": [], "snippet_lines": ["1"],
+    "case_sensitive": [], "ignore_case": [], "fuzzy": [], "edit_distance": ["2"], "regex": [],
+    "snippet_lines": ["1"],
 }
 
 
@@ -115,7 +116,7 @@ def test_every_flag_reaches_the_engine(project: Path, enabled: bool) -> None:
         assert cidx("config", "--no-daemon", cwd=project).returncode == 0
     for opt in schema.QUERY_OPTIONS:
         argv = [opt.flag, *FLAG_VALUES[opt.key]]
-        if opt.key in ("case_sensitive", "fuzzy", "edit_distance", "regex"):
+        if opt.key in ("case_sensitive", "ignore_case", "fuzzy", "edit_distance", "regex"):
             argv.append("--fts")
         query = "fetch.*timeout" if opt.key == "regex" else "fetch timeout"
         proc = cidx("query", query, *argv, "--json", cwd=project)

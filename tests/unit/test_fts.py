@@ -288,8 +288,9 @@ def test_invalid_regex(index: FtsIndex, pattern: str) -> None:
 
 _PATTERNS = [
     "s", "k", "sa", "a", "ab", "^a", "b$", "^$", "a\\sb", "[^a]b", "a*", "a.b", "(ab|b\n)", "x",
-    "\\Ab", "a\\z", "\\A[ab]", "[ab]\\z", "\\bab\\b", "(?i)A", "é", "É", "[ab]+", "(a|é)b",
+    "\\Ab", "a\\z", "\\A[ab]", "[ab]\\z", "(?i)A", "é", "É", "[ab]+", "(a|é)b",
 ]
+# Not in the list: \b and \w, which RE2 reads as ASCII-only (Python's re as Unicode).
 
 
 def _oracle(pattern: str, case_sensitive: bool) -> re.Pattern[str]:

@@ -106,17 +106,17 @@ TOKENS = st.one_of(
 
 def argparse_result(argv: list[str]) -> object:
     """What the argparse path makes of ``cidx query ARGV``: (request, output) or an error marker."""
-    from cidx.cli import build_parser
+    from cidx.cli import build_parsers
 
     try:
-        ns = build_parser().parse_args(["query", *argv])
+        ns = cli_args.parse_query_args(build_parsers()[1]["query"], argv)
     except SystemExit:
         return "usage-error"
     try:
         req = schema.validate_request(cli_args.request_from_namespace(ns))
     except schema.RequestError as exc:
         return ("request-error", str(exc))
-    return req, {"quiet": ns.quiet, "json": ns.json}
+    return req, cli_args.output_from_namespace(ns)
 
 
 @st.composite
@@ -161,8 +161,35 @@ def test_fast_path_reads_everything_the_standalone_path_writes(req: dict) -> Non
 
 
 def test_fast_path_defers_on_help_and_abbreviations() -> None:
-    for argv in (["-h"], ["x", "--lim", "3"], ["x", "--limit"], ["x", "--min-score", "-1"], ["a", "b"], []):
+    for argv in (["-h"], ["x", "--lim", "3"], ["x", "--limit"], ["x", "--min-score", "-1"], [],
+                 ["x", "--color", "sometimes"], ["x", "--max-tokens", "3"]):
         assert schema.parse_query_argv(argv) is None
+
+
+def test_several_words_are_one_query_in_both_parsers() -> None:
+    """`cidx query read a file` searches "read a file" (no quotes needed), as argparse agrees."""
+    for argv in (["read", "a", "file"], ["read", "--fts", "a", "file"], ["--", "read", "a", "-file"]):
+        raw, _ = schema.parse_query_argv(argv)
+        assert raw["query"] == " ".join(a for a in argv if a not in ("--fts", "--"))
+        assert argparse_result(argv)[0]["query"] == raw["query"]
+
+
+def test_regex_is_case_sensitive_like_grep_and_words_are_not() -> None:
+    regex = schema.validate_request({"query": "Foo", "regex": True})
+    assert schema.case_sensitive(regex) is True
+    assert schema.case_sensitive(schema.validate_request({"query": "Foo", "regex": True,
+                                                          "ignore_case": True})) is False
+    assert schema.case_sensitive(schema.validate_request({"query": "Foo", "fts": True})) is False
+    raw, _ = schema.parse_query_argv(["Foo", "--regex", "-i"])
+    assert raw == {"query": "Foo", "regex": True, "ignore_case": True}
+    with pytest.raises(schema.RequestError, match="contradict"):
+        schema.validate_request({"query": "x", "regex": True, "ignore_case": True, "case_sensitive": True})
+
+
+def test_a_semantic_query_says_so_and_one_full_text_flag_is_worded_right() -> None:
+    assert schema.validate_request({"query": "x"})["semantic"] is True
+    with pytest.raises(schema.RequestError, match=r"^--regex applies to full-text search"):
+        schema.validate_request({"query": "x", "regex": True, "semantic": True})
 
 
 def test_parsing_only_types_the_flags_given_and_leaves_validation_to_the_engine() -> None:

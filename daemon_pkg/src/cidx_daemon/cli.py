@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from cidx_shared import config as cfgmod
-from cidx_shared.cli_args import CliParser, add_query_arguments, request_from_namespace
+from cidx_shared.cli_args import CliParser, add_query_arguments, output_from_namespace, request_from_namespace
 from cidx_shared.render import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, emit_document
 from cidx_shared.schema import RequestError
 
@@ -30,8 +30,13 @@ class CliError(Exception):
         self.code = code
 
 
+#: Set by the client when it hands a command over (``cidx index``): usage lines then
+#: name the command the user typed, not this one.
+PROG_ENV = "CIDX_PROG"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = CliParser(prog="cidx-daemon",
+    p = CliParser(prog=os.environ.get(PROG_ENV) or "cidx-daemon",
                 description="cidx engine: index a repository; semantic, full-text and hybrid search.")
     p.add_argument("--version", action="version", version=f"cidx-daemon {__version__}")
     p.add_argument("--config", type=Path, default=None,
@@ -41,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     s = sub.add_parser("init", help="create .code-indexer/config.json in the current directory")
-    s.add_argument("--force", action="store_true", help="overwrite an existing config with defaults")
+    s.add_argument("--force", action="store_true", help="create a separate project inside another one")
 
     s = sub.add_parser("index", help="index the project (incremental: only changed files are embedded)")
     s.add_argument("--clear", action="store_true",
@@ -129,17 +134,13 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    root = Path.cwd()
-    path = root / cfgmod.CONFIG_DIR / cfgmod.CONFIG_FILE
-    if path.exists() and not args.force:
+    path, created, notes = cfgmod.init_here(os.getcwd(), force=args.force)
+    if not created:
         cfgmod.load_config(path)  # report a broken config now rather than at index time
-        print(f"Already initialised: {path}")
-        return EXIT_OK
-    if args.force and path.exists():
-        cfgmod.write_json_atomic(path, cfgmod.default_config())
-    else:
-        cfgmod.init_project(root)
-    print(f"Initialised {path}\nNext: cidx index")
+    print(f"{'Initialised' if created else 'Already initialised'}: {path}")
+    for note in notes:
+        print(note)
+    print("Next: cidx index")
     return EXIT_OK
 
 
@@ -182,8 +183,8 @@ def cmd_query(args: argparse.Namespace, config_path: Path, started: float) -> in
     from cidx_daemon.search.engine import Engine
 
     doc = Engine(config_path, served_by="standalone").query(req)
-    return emit_document(doc, as_json=args.json, quiet=args.quiet,
-                         total_s=time.perf_counter() - started)
+    return emit_document(doc, output_from_namespace(args), total_s=time.perf_counter() - started,
+                         cwd=os.getcwd())
 
 
 def cmd_status(args: argparse.Namespace, config_path: Path, started: float) -> int:

@@ -60,16 +60,51 @@ class CliParser(argparse.ArgumentParser):
 
 def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the positional query and every flag of ``QUERY_OPTIONS`` and ``OUTPUT_OPTIONS``."""
-    parser.add_argument("query", help="what to search for")
+    parser.add_argument("query", nargs="*", metavar="QUERY",
+                        help="what to search for (several words are one query; after -- anything goes)")
     for opt in (*QUERY_OPTIONS, *OUTPUT_OPTIONS):
+        spellings = [opt.flag, *([opt.alias] if opt.alias else [])]
         if opt.kind == "bool":
-            parser.add_argument(opt.flag, dest=opt.key, action="store_true", help=opt.help)
+            parser.add_argument(*spellings, dest=opt.key, action="store_true", help=opt.help)
         elif opt.kind == "list":
-            parser.add_argument(opt.flag, dest=opt.key, action="append", default=None,
+            parser.add_argument(*spellings, dest=opt.key, action="append", default=None,
+                                metavar=opt.metavar, help=opt.help)
+        elif opt.kind == "choice":
+            parser.add_argument(*spellings, dest=opt.key, choices=opt.choices, default=opt.default,
                                 metavar=opt.metavar, help=opt.help)
         else:
-            parser.add_argument(opt.flag, dest=opt.key, type=_ARG_TYPES[opt.kind],
-                                default=None, metavar=opt.metavar, help=opt.help)
+            parser.add_argument(*spellings, dest=opt.key, type=_ranged(opt) if opt.key in _OUTPUT else
+                                _ARG_TYPES[opt.kind], default=None, metavar=opt.metavar, help=opt.help)
+
+
+_OUTPUT = frozenset(o.key for o in OUTPUT_OPTIONS)
+
+
+def _ranged(opt: Any) -> Any:
+    """An output option's number is checked here: it never reaches the engine's validation."""
+    def parse(text: str) -> int:
+        value = _int_arg(text)
+        if not opt.minimum <= value <= opt.maximum:
+            raise argparse.ArgumentTypeError(
+                f"expected {int(opt.minimum)} to {int(opt.maximum)}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_query_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``query`` arguments with flags and words in any order (``read --fts a file``).
+
+    ``parse_intermixed_args`` cannot work through subparsers, so each CLI hands the query
+    arguments to the ``query`` parser itself: its errors then print its own usage too. It
+    also mishandles ``--``, so the words after it are taken here.
+    """
+    cut = argv.index("--") if "--" in argv else len(argv)
+    ns = parser.parse_intermixed_args(argv[:cut])
+    ns.query = [*(ns.query or []), *argv[cut + 1:]]
+    if not ns.query:
+        parser.error("the following arguments are required: QUERY")
+    return ns
 
 
 def _int_arg(text: str) -> int:
@@ -94,7 +129,7 @@ _ARG_TYPES = {"int": _int_arg, "float": _float_arg}
 
 def request_from_namespace(ns: argparse.Namespace) -> dict[str, Any]:
     """Parsed CLI flags -> raw request dict (only the flags given); the engine validates it."""
-    raw: dict[str, Any] = {"query": ns.query}
+    raw: dict[str, Any] = {"query": " ".join(ns.query) if isinstance(ns.query, list) else ns.query}
     for opt in QUERY_OPTIONS:
         value = getattr(ns, opt.key)
         if value is not None and not (opt.kind == "bool" and value is False):
@@ -102,3 +137,12 @@ def request_from_namespace(ns: argparse.Namespace) -> dict[str, Any]:
     return raw
 
 
+
+
+def output_from_namespace(ns: argparse.Namespace) -> dict[str, Any]:
+    """Parsed CLI flags -> the output options (what ``schema.parse_query_argv`` returns second)."""
+    out = {}
+    for opt in OUTPUT_OPTIONS:
+        value = getattr(ns, opt.key)
+        out[opt.key] = opt.default if value is None or (opt.kind == "bool" and value is False) else value
+    return out

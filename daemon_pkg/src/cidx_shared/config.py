@@ -254,6 +254,73 @@ def save_config(config_path: Path, cfg: dict[str, Any]) -> None:
     write_json_atomic(config_path, cfg)
 
 
+def init_here(root: str, *, force: bool = False, daemon: bool = True) -> tuple[str, bool, list[str]]:
+    """``cidx init``: (config path, created?, notes for the user). Shared by both CLIs.
+
+    Refuses to create a project inside another one (its index already covers this
+    directory, and two daemons would index the same files) unless ``force``. Adds
+    `.code-indexer/` to git's ``info/exclude`` when the directory is in a git work tree:
+    the index is tens of MB one ``git add -A`` away from a commit.
+    """
+    root = os.path.abspath(root)
+    path = os.path.join(root, CONFIG_DIR, CONFIG_FILE)
+    existed = os.path.isfile(path)
+    if not existed and not force:
+        enclosing = find_config(os.path.dirname(root))
+        if enclosing is not None:
+            outer = os.path.dirname(os.path.dirname(enclosing))
+            raise ConfigError(f"{root} is inside the cidx project at {outer}, whose index covers it: "
+                              "run cidx there, or 'cidx init --force' for a separate index here")
+    init_project(root)
+    notes: list[str] = []
+    if not existed and not daemon:
+        cfg = load_config(path)
+        cfg["daemon"]["enabled"] = False
+        save_config(path, cfg)
+    excluded = exclude_from_git(root)
+    if excluded:
+        notes.append(f"Added {CONFIG_DIR}/ to {excluded}")
+    return path, not existed, notes
+
+
+def exclude_from_git(root: str) -> str | None:
+    """Add ``/<root relative to the work tree>/.code-indexer/`` to git's info/exclude; returns
+    the file written, or None (not in a git work tree, already there, or not writable)."""
+    top = root
+    while not os.path.exists(os.path.join(top, ".git")):
+        parent = os.path.dirname(top)
+        if parent == top:
+            return None
+        top = parent
+    git = os.path.join(top, ".git")
+    try:
+        if os.path.isfile(git):  # a linked worktree or submodule: "gitdir: <path>"
+            with open(git, encoding="utf-8") as fh:
+                pointer = fh.read().strip()
+            if not pointer.startswith("gitdir:"):
+                return None
+            git = os.path.normpath(os.path.join(top, pointer[len("gitdir:"):].strip()))
+            common = os.path.join(git, "commondir")
+            if os.path.isfile(common):
+                with open(common, encoding="utf-8") as fh:
+                    git = os.path.normpath(os.path.join(git, fh.read().strip()))
+        rel = os.path.relpath(root, top).replace(os.sep, "/")
+        line = "/" + ("" if rel == "." else rel + "/") + CONFIG_DIR + "/"
+        exclude = os.path.join(git, "info", "exclude")
+        current = ""
+        if os.path.isfile(exclude):
+            with open(exclude, encoding="utf-8", errors="replace") as fh:
+                current = fh.read()
+        if line in current.splitlines():
+            return None
+        os.makedirs(os.path.dirname(exclude), exist_ok=True)
+        with open(exclude, "a", encoding="utf-8") as fh:
+            fh.write(("" if not current or current.endswith("\n") else "\n") + line + "\n")
+        return exclude
+    except OSError:
+        return None
+
+
 def init_project(root: Path) -> Path:
     """Create `.code-indexer/` (0700) and a default config unless one exists; return its path."""
     from pathlib import Path

@@ -65,32 +65,36 @@ class RequestError(ValueError):
 
 
 class Option:
-    """One query flag: its request key, CLI spelling, type and meaning.
+    """One query flag: its request key, CLI spelling (and short alias), type and meaning.
 
     A plain slotted class rather than a dataclass: ``dataclasses`` drags in
     ``inspect`` and friends, measurable on the client's cold start.
     """
 
-    __slots__ = ("default", "flag", "help", "key", "kind", "maximum", "metavar", "minimum")
+    __slots__ = ("alias", "choices", "default", "flag", "help", "key", "kind", "maximum", "metavar",
+                 "minimum")
 
     def __init__(self, key: str, flag: str, kind: str, default: Any, help: str,
                  minimum: float | None = None, maximum: float | None = None,
-                 metavar: str | None = None) -> None:
+                 metavar: str | None = None, alias: str | None = None,
+                 choices: tuple[str, ...] | None = None) -> None:
         self.key = key
         self.flag = flag
-        self.kind = kind  # "bool" | "int" | "float" | "list"
+        self.kind = kind  # "bool" | "int" | "float" | "list" | "choice"
         self.default = default
         self.help = help
         self.minimum = minimum
         self.maximum = maximum
         self.metavar = metavar
+        self.alias = alias
+        self.choices = choices
 
 
 QUERY_OPTIONS: tuple[Option, ...] = (
     Option("fts", "--fts", "bool", False,
-           "full-text search (tantivy); with --semantic: hybrid, one fused list"),
+           "full-text search (tantivy): identifiers, exact words, phrases; with --semantic: hybrid"),
     Option("semantic", "--semantic", "bool", False,
-           "semantic search (the default when neither --fts nor --semantic is given)"),
+           "semantic search by meaning (the default when neither --fts nor --semantic is given)"),
     Option("limit", "--limit", "int", 10, "maximum number of results (default 10)",
            1, MAX_LIMIT, "N"),
     Option("language", "--language", "list", (),
@@ -105,65 +109,78 @@ QUERY_OPTIONS: tuple[Option, ...] = (
     Option("min_score", "--min-score", "float", None,
            "drop results scoring below this (per mode: cosine, BM25 or RRF)", metavar="S"),
     Option("case_sensitive", "--case-sensitive", "bool", False,
-           "full-text: match case exactly"),
+           "full-text words: match case exactly (a --regex is case-sensitive already)"),
+    Option("ignore_case", "--ignore-case", "bool", False,
+           "--regex: ignore case, like grep -i (words ignore case already)", alias="-i"),
     Option("fuzzy", "--fuzzy", "bool", False, "full-text: allow one typo (edit distance 1)"),
     Option("edit_distance", "--edit-distance", "int", 0,
            "full-text: allow up to N typos per term (0-2)", 0, 2, "N"),
     Option("regex", "--regex", "bool", False,
-           "full-text: the query is a regular expression (Python syntax), matched per line"),
-    Option("snippet_lines", "--snippet-lines", "int", 5,
-           "lines of context around each full-text match (0 = match line only)", 0, 50, "N"),
+           "full-text: the query is a regular expression matched per line, like grep "
+           "(RE2 syntax: linear time, no look-around or back-references)"),
+    Option("snippet_lines", "--snippet-lines", "int", 2,
+           "lines of context shown around each result's best line (default 2; 0 = that line only)",
+           0, 50, "N"),
 )
 
 #: Options that shape only the printed output; never sent to the engine.
 OUTPUT_OPTIONS: tuple[Option, ...] = (
     Option("quiet", "--quiet", "bool", False, "print results only, no timing or headers"),
-    Option("json", "--json", "bool", False, "print the result document as JSON"),
+    Option("json", "--json", "bool", False,
+           "print the result document as JSON (paths relative to the project root)"),
+    Option("jsonl", "--jsonl", "bool", False, "print one JSON object per result, one per line"),
+    Option("files_only", "--files-only", "bool", False, "print the matching files only, best first"),
+    Option("color", "--color", "choice", "auto",
+           "colour and highlighted matches: auto (on a terminal, unless NO_COLOR is set), always, never",
+           metavar="WHEN", choices=("auto", "always", "never")),
+    Option("max_tokens", "--max-tokens", "int", None,
+           "fit the output in about N tokens (for agents): trim snippets, then drop results, "
+           "and say what was dropped", 50, 1_000_000, "N"),
 )
 
-_FTS_ONLY = ("case_sensitive", "fuzzy", "edit_distance", "regex")
+_FTS_ONLY = ("case_sensitive", "ignore_case", "fuzzy", "edit_distance", "regex")
 _BY_KEY = {o.key: o for o in QUERY_OPTIONS}
 REQUEST_KEYS = frozenset(("query", *_BY_KEY))
-_BY_FLAG = {o.flag: o for o in (*QUERY_OPTIONS, *OUTPUT_OPTIONS)}
+_BY_FLAG = {spelling: o for o in (*QUERY_OPTIONS, *OUTPUT_OPTIONS)
+            for spelling in (o.flag, o.alias) if spelling}
+_OUTPUT_KEYS = frozenset(o.key for o in OUTPUT_OPTIONS)
 
 
-def parse_query_argv(argv: list[str]) -> tuple[dict[str, Any], dict[str, bool]] | None:
-    """``cidx query`` arguments -> (raw request, output flags), or None: "ask argparse".
+def output_defaults() -> dict[str, Any]:
+    return {o.key: o.default for o in OUTPUT_OPTIONS}
 
-    Handles the canonical spellings only (``--flag``, ``--flag=value``, ``--flag
-    value``, one positional query, ``--``). Anything else (``-h``, abbreviations,
-    unknown flags, a value that looks like a flag, a bad number) returns None and
-    argparse parses the same argv, with its messages.
+
+def parse_query_argv(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``cidx query`` arguments -> (raw request, output options), or None: "ask argparse".
+
+    Handles the canonical spellings only (``--flag``, ``-i``, ``--flag=value``, ``--flag
+    value``, positional words, ``--``). Several words are one query (``cidx query read a
+    file`` searches "read a file"). Anything else (``-h``, abbreviations, unknown flags, a
+    value that looks like a flag, a bad number or choice) returns None and argparse parses
+    the same argv, with its messages.
     """
     raw: dict[str, Any] = {}
-    output = {o.key: False for o in OUTPUT_OPTIONS}
-    query: str | None = None
+    output = output_defaults()
+    words: list[str] = []
     i, n = 0, len(argv)
     while i < n:
         token = argv[i]
         i += 1
         if token == "--":
-            if query is not None or i != n - 1:
-                return None
-            query = argv[i]
-            i += 1
-            continue
+            words.extend(argv[i:])
+            break
         if not token.startswith("-") or token == "-":
-            if query is not None:
-                return None
-            query = token
+            words.append(token)
             continue
         name, eq, value = token.partition("=")
         opt = _BY_FLAG.get(name)
         if opt is None:
             return None
+        target = output if opt.key in _OUTPUT_KEYS else raw
         if opt.kind == "bool":
             if eq:
                 return None
-            if opt.key in output:
-                output[opt.key] = True
-            else:
-                raw[opt.key] = True
+            target[opt.key] = True
             continue
         if not eq:
             if i >= n or argv[i].startswith("-"):
@@ -173,16 +190,23 @@ def parse_query_argv(argv: list[str]) -> tuple[dict[str, Any], dict[str, bool]] 
         if opt.kind == "list":
             raw.setdefault(opt.key, []).append(value)
             continue
+        if opt.kind == "choice":
+            if value not in opt.choices:  # type: ignore[operator]
+                return None
+            target[opt.key] = value
+            continue
         try:
             number = int(value) if opt.kind == "int" else float(value)
         except ValueError:
             return None
         if number != number or number in (float("inf"), float("-inf")):
             return None
-        raw[opt.key] = number
-    if query is None:
+        if opt.key in _OUTPUT_KEYS and not opt.minimum <= number <= opt.maximum:  # type: ignore[operator]
+            return None  # argparse words the range error
+        target[opt.key] = number
+    if not words:
         return None
-    raw["query"] = query
+    raw["query"] = " ".join(words)
     return raw, output
 
 
@@ -269,13 +293,24 @@ def _check_combinations(req: dict[str, Any]) -> None:
     if fts_flags and not req["fts"]:
         if req["semantic"]:
             flags = ", ".join(_BY_KEY[k].flag for k in fts_flags)
-            raise RequestError(f"{flags} apply to full-text search: add --fts")
+            verb = "applies" if len(fts_flags) == 1 else "apply"
+            raise RequestError(f"{flags} {verb} to full-text search: add --fts for a hybrid search")
         req["fts"] = True  # a full-text-only flag on its own means full-text search
+    if not req["fts"]:
+        req["semantic"] = True  # neither flag: semantic, and the document says so
+    if req["case_sensitive"] and req["ignore_case"]:
+        raise RequestError("--case-sensitive and --ignore-case contradict each other")
     if req["fuzzy"] and req["edit_distance"] == 0:
         req["edit_distance"] = 1
     req["fuzzy"] = req["edit_distance"] > 0
     if req["regex"] and req["edit_distance"]:
         raise RequestError("--regex cannot be combined with --fuzzy/--edit-distance")
+
+
+def case_sensitive(req: dict[str, Any]) -> bool:
+    """What case rule the full-text leg applies: a regex is case-sensitive unless
+    ``--ignore-case`` (as grep); words ignore case unless ``--case-sensitive``."""
+    return not req["ignore_case"] if req["regex"] else req["case_sensitive"]
 
 
 def request_mode(req: dict[str, Any]) -> str:

@@ -38,6 +38,7 @@ from cidx_shared.schema import (
     FUSION_WINDOW,
     RRF_K,
     RequestError,
+    case_sensitive,
     make_error_document,
     make_result_document,
     request_mode,
@@ -193,7 +194,7 @@ class Engine:
         if mode in ("fts", "hybrid"):
             t = time.perf_counter()
             hits = loaded.fts.search(
-                req["query"], limit=window, case_sensitive=req["case_sensitive"],
+                req["query"], limit=window, case_sensitive=case_sensitive(req),
                 edit_distance=req["edit_distance"], regex=req["regex"],
                 snippet_lines=req["snippet_lines"], allowed_rows=mask, min_score=leg_min,
                 highlight=False)
@@ -210,11 +211,12 @@ class Engine:
             leg = next(iter(legs.values()), [])
             picked = [(row, score, {mode: rank}, {mode: score})
                       for rank, (row, score) in enumerate(leg[:limit], 1)]
-        results = [_result(loaded, row, score, ranks, scores, fts_hits.get(row))
+        results = [_result(loaded, row, score, ranks, scores, fts_hits.get(row), req)
                    for row, score, ranks, scores in picked]
         timing["total"] = _ms(t0)
         doc = make_result_document(req, results, timing_ms=timing, generation=loaded.name,
                                    served_by=self.served_by)
+        doc["root"] = str(self.root)  # result paths are relative to it
         pending = len(loaded) - loaded.n_embedded
         if pending:
             doc["pending"] = {"embed": pending}
@@ -272,7 +274,7 @@ def _top_k(scores: np.ndarray, mask: np.ndarray | None, k: int,
 
 
 def _result(loaded: gens.Generation, row: int, score: float, ranks: dict[str, int],
-            scores: dict[str, float], hit: Any) -> dict[str, Any]:
+            scores: dict[str, float], hit: Any, req: dict[str, Any]) -> dict[str, Any]:
     rec = loaded.table.file_of(row)
     start, end = loaded.table.lines(row)
     out: dict[str, Any] = {
@@ -292,7 +294,11 @@ def _result(loaded: gens.Generation, row: int, score: float, ranks: dict[str, in
         out["matches"] = [{"line": m.line, "text": m.text, "columns": [list(c) for c in m.columns]}
                           for m in hit.matches]
         if hit.snippet is not None:
-            out["snippet"] = {"start_line": hit.snippet.start_line, "lines": list(hit.snippet.lines)}
+            out["snippet"] = hit.snippet.to_json()
+    if out["snippet"] is None:  # every result shows its best lines, whichever leg found it
+        from cidx_daemon.search.snippets import snippet_for
+
+        out["snippet"] = snippet_for(out["content"], start, req["query"], req["snippet_lines"]).to_json()
     return out
 
 

@@ -35,13 +35,15 @@ class LineMatch:
 
 @dataclass(frozen=True)
 class Snippet:
-    """Context lines around the best matching line; ``start_line`` is file-absolute."""
+    """Context lines around the best line ``line``; both numbers are file-absolute."""
 
     start_line: int
     lines: list[str]
+    line: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"start_line": self.start_line, "lines": list(self.lines)}
+        return {"start_line": self.start_line, "line": self.line or self.start_line,
+                "lines": list(self.lines)}
 
 
 def term_spans(text: str, planned: Sequence[PlannedClause], *, case_sensitive: bool) -> Spans:
@@ -100,7 +102,8 @@ def snippet(text: str, start_line: int, spans: Spans, context: int) -> Snippet |
     lines = analyzer.chunk_lines(text)
     best = min(spans, key=lambda i: (-len(_merge(spans[i])), i))
     lo, hi = max(0, best - context), min(len(lines), best + context + 1)
-    return Snippet(start_line=start_line + lo, lines=[ln.rstrip("\r") for ln in lines[lo:hi]])
+    return Snippet(start_line=start_line + lo, lines=[ln.rstrip("\r") for ln in lines[lo:hi]],
+                   line=start_line + best)
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
