@@ -78,6 +78,14 @@ def status(config_path: str, as_json: bool) -> int:
               f"index {loaded.get('generation_loaded') or 'not loaded'}; warm-up {cache.get('warm', '?')}; "
               f"idle {cache.get('idle_seconds', '?')}s of {info.get('ttl_seconds', '?')}s TTL"
               + (" (evicted)" if cache.get("evicted") else ""))
+        watch = info.get("refresher")
+        if watch:
+            state = "on" if watch.get("watching") else f"off ({watch.get('watch_error') or 'starting'})"
+            queued = watch.get("queued_paths") or 0
+            print(f"Watching:   {state}; {watch.get('refreshes', 0)} refreshes (last "
+                  f"{watch.get('last_refresh_seconds') or 0}s), {watch.get('embedded', 0)} chunks embedded"
+                  + (f", {queued} changes queued" if queued else "")
+                  + (f"; last error: {watch['last_error']}" if watch.get("last_error") else ""))
     elif state == dp.STALE:
         print(f"Daemon:     stale socket, no process answers ({why}); the next query or "
               "'cidx daemon start' cleans it up")

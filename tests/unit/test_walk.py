@@ -13,10 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cidx_daemon.index.walk import (
     SECRET_REASON,
     SourceFile,
+    check_paths,
     content_hash,
     read_source,
     walk_project,
@@ -482,3 +485,35 @@ def test_content_hash_is_stable_and_sensitive() -> None:
     assert len(digest) == 32 and int(digest, 16) >= 0
     assert digest != content_hash("x = 2\n")
     assert content_hash("") != content_hash("\n")
+
+
+_NAMES = st.sampled_from(["a.py", "b.txt", "c.md", "build", "src", "keep.py", ".env", "x.log"])
+_PATTERNS = st.sampled_from(["*.log", "build/", "!keep.py", "src/*.md", "*.py", "!src/", "c.md", "/b.txt"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(st.lists(_NAMES, min_size=1, max_size=3), min_size=1, max_size=12),
+       ignores=st.dictionaries(st.sampled_from(["", "src/", "build/", "src/build/"]),
+                               st.lists(_PATTERNS, max_size=3), max_size=3))
+def test_checking_paths_agrees_with_the_walk(tmp_path_factory: pytest.TempPathFactory,
+                                             files: list[list[str]], ignores: dict[str, list[str]]) -> None:
+    """What the watcher asks about single paths is what a full walk would have said."""
+    root = tmp_path_factory.mktemp("tree")
+    for parts in files:
+        path = root.joinpath(*parts)
+        if any(p.exists() and p.is_file() for p in path.parents if root in p.parents):
+            continue
+        if path.exists() and path.is_dir():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("text\n")
+    for base, patterns in ignores.items():
+        if (root / base).is_dir():
+            (root / base / ".gitignore").write_text("\n".join(patterns) + "\n")
+    walked = {f.rel_path: f for f in walk_project(root)}
+    every_file = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    checked = check_paths(root, every_file)
+    assert {rel for rel, f in checked.items() if f is not None} == set(walked)
+    for rel, f in checked.items():
+        if f is not None:
+            assert (f.rel_path, f.size, f.language) == (rel, walked[rel].size, walked[rel].language)

@@ -56,6 +56,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "auto_shutdown_on_idle": True,
         "retry_delays_ms": [100, 500, 1000, 2000],
         "command": None,
+        "watch": True,
         "restart_window_minutes": 10,
         "max_restarts": 2,
     },
@@ -196,7 +197,7 @@ def _check(section: str, key: str, value: Any, source: str) -> None:
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
-    if key in ("enabled", "auto_shutdown_on_idle", "skip_secrets"):
+    if key in ("enabled", "auto_shutdown_on_idle", "skip_secrets", "watch"):
         if not isinstance(value, bool):
             raise bad("true or false")
     elif key in ("ttl_minutes", "restart_window_minutes"):

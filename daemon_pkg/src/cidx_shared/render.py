@@ -133,9 +133,11 @@ def render_human(doc: dict[str, Any], *, total_s: float | None = None, quiet: bo
         out.append(timing_line(doc, total_s))
         noun = "result" if len(results) == 1 else "results"
         head = f"Found {len(results)} {noun} ({doc.get('mode')}) for '{clean(str(doc.get('query')))}'"
-        pending = (doc.get("pending") or {}).get("embed")
-        if pending and doc.get("mode") != "fts":
-            head += f" · {pending} chunks not embedded yet (full text covers them)"
+        pending = doc.get("pending") or {}
+        if pending.get("files"):
+            head += f" · {pending['files']} changed file(s) being indexed"
+        if pending.get("embed") and doc.get("mode") != "fts":
+            head += f" · {pending['embed']} chunks not embedded yet (full text covers them)"
         out.append(head)
         if not results:
             return "\n".join(out) + "\n"

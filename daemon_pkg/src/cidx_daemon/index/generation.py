@@ -392,15 +392,21 @@ def open_live(idx_dir: Path, *, with_fts: bool = True) -> tuple[Generation | Non
 
 
 @contextmanager
-def index_lock(config_dir: Path) -> Iterator[None]:
-    """Hold the indexer lock; raise IndexLockedError naming the holder if taken."""
+def index_lock(config_dir: Path, *, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the indexer lock; raise IndexLockedError naming the holder if it is still taken
+    after ``wait_s`` seconds (the daemon holds it only while it publishes)."""
     path = Path(config_dir) / "index.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexLockedError(f"another indexer is running ({_describe_holder(fd)})") from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexLockedError(f"another indexer is running ({_describe_holder(fd)})") from None
+                time.sleep(0.05)
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)

@@ -18,7 +18,15 @@ indexer is organised around never waiting for it and never repeating it:
    here, seconds after the start.
 3. **Embed** (``embed_pending``): the rows without a vector, in batches; every
    ``checkpoint_s`` and at the end a generation with the new vectors is
-   published, which only writes the vectors: the rest is hard-linked.
+   published, which only writes the vectors: the rest is hard-linked. Vectors are
+   applied by chunk id to whatever generation is live *then*, so an embedding run
+   may overlap with newer full-text-first generations (the daemon's watcher
+   publishes them while it embeds) without losing or misplacing a vector.
+
+A watcher that knows which paths changed passes them as ``changed``: only those are
+stat-ed, read and chunked (``walk.check_paths`` applies the walk's rules to each),
+everything else carries over untouched, so a saved file is searchable by full text
+in well under a second whatever the size of the project.
 
 A run that finds nothing changed and nothing pending publishes nothing: the live
 generation stays. A change of embedder or chunker invalidates everything
@@ -29,7 +37,8 @@ verify: the indexer never trusts a damaged index, it rebuilds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,7 +48,7 @@ import numpy as np
 from cidx_daemon.index import generation as gens
 from cidx_daemon.index.chunk_table import COLUMN_FILES, ChunkTable, ChunkTableWriter, FileRecord
 from cidx_daemon.index.chunking import chunk_text
-from cidx_daemon.index.walk import content_hash, read_source, walk_project, walk_settings
+from cidx_daemon.index.walk import check_paths, content_hash, read_source, walk_project, walk_settings
 from cidx_shared import config as cfgmod
 
 #: Bump when chunk boundaries change for the same input: the next index re-chunks everything.
@@ -103,12 +112,17 @@ def index_project(
     *,
     clear: bool = False,
     embed: bool = True,
+    changed: Iterable[str] | None = None,
     progress: Progress | None = None,
     embedder_factory: Callable[[str], Any] | None = None,
     checkpoint_s: float = CHECKPOINT_S,
+    lock_wait_s: float = 30.0,
 ) -> IndexStats:
     """Index the project of ``config_path`` (see the module docstring); ``embed=False``
-    stops after the full-text-first generation, leaving its vectors pending."""
+    stops after the full-text-first generation, leaving its vectors pending; ``changed``
+    (project-relative paths) limits the scan to those paths when a previous generation
+    exists; ``lock_wait_s`` waits that long for another indexer to finish (a daemon holds the
+    lock only while it publishes; a second ``cidx index`` holds it for its whole run)."""
     progress = progress or _Silent()
     cfg = cfgmod.load_config(config_path)
     root = cfgmod.project_root(config_path)
@@ -116,13 +130,16 @@ def index_project(
     idx = gens.index_dir(cdir)
     idx.mkdir(mode=0o700, exist_ok=True)
     icfg = cfg["index"]
-    with gens.index_lock(cdir):
+    with gens.index_lock(cdir, wait_s=lock_wait_s):
         gens.prune(idx)
         previous, damaged = (None, False) if clear else _previous(idx, icfg, progress)
         t0 = time.perf_counter()
         stats = IndexStats(generation=previous.name if previous else "")
         progress.phase("Scanning files", None)
-        plan = scan(root, icfg, previous, stats, progress)
+        if changed is not None and previous is not None and not damaged:
+            plan = scan_changed(root, icfg, previous, set(changed), stats)
+        else:
+            plan = scan(root, icfg, previous, stats, progress)
         plan.changed |= damaged  # repair: publish a sound generation and a sound pointer
         t_scan = time.perf_counter()
         pending_before = previous is not None and previous.n_embedded < len(previous)
@@ -141,7 +158,8 @@ def index_project(
         stats.timings_s = {"scan": round(t_scan - t0, 3), "fts_first": round(t_fts - t_scan, 3)}
         if embed and stats.pending:
             factory = embedder_factory or _default_embedder
-            embed_pending(idx, table_dir, factory(embedder_name), stats, progress, checkpoint_s)
+            embed_pending(idx, cdir, factory(embedder_name), stats, progress, checkpoint_s,
+                          lock_held=True, gen_dir=table_dir)
         stats.timings_s["embed"] = round(time.perf_counter() - t_fts, 3)
         stats.timings_s["total"] = round(time.perf_counter() - t0, 3)
         gens.prune(idx)
@@ -194,20 +212,62 @@ def scan(root: Path, icfg: dict[str, Any], previous: gens.Generation | None, sta
         if prev is not None and prev.size == sf.size and prev.mtime_ns == sf.mtime_ns:
             carried.append((prev, sf.size, sf.mtime_ns))
             continue
-        try:
-            text = read_source(sf.abs_path)
-        except OSError as exc:
-            skipped(sf.rel_path, f"unreadable ({exc.strerror or exc})")
-            continue
-        if text is None:
-            skipped(sf.rel_path, "binary")
-            continue
-        digest = content_hash(text)
-        if prev is not None and prev.hash == digest and prev.language == sf.language:
-            carried.append((prev, sf.size, sf.mtime_ns))
-            continue
-        fresh.append((sf, digest, chunk_text(text, max_chars=icfg["chunk_max_chars"])))
+        entry = _read_and_chunk(sf, prev, icfg, skipped)
+        if entry == "same":
+            carried.append((prev, sf.size, sf.mtime_ns))  # type: ignore[arg-type]
+        elif entry is not None:
+            fresh.append(entry)  # type: ignore[arg-type]
 
+    return _plan(previous, old_files, carried, fresh, seen, stats)
+
+
+def scan_changed(root: Path, icfg: dict[str, Any], previous: gens.Generation, changed: set[str],
+                 stats: IndexStats) -> Plan:
+    """``scan`` for a known set of changed paths: the rest of ``previous`` carries over unread."""
+    old_files = previous.table.by_path()
+
+    def skipped(path: str, reason: str) -> None:
+        stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
+
+    found = check_paths(root, sorted(changed), on_skip=skipped, **walk_settings(icfg))
+    carried = [(rec, rec.size, rec.mtime_ns) for path, rec in old_files.items() if path not in changed]
+    fresh: list[tuple[Any, str, list[Any]]] = []
+    for sf in (f for f in found.values() if f is not None):
+        prev = old_files.get(sf.rel_path)
+        entry = _read_and_chunk(sf, prev, icfg, skipped)
+        if entry is None:
+            continue
+        if entry == "same":
+            carried.append((prev, sf.size, sf.mtime_ns))  # type: ignore[arg-type]
+        else:
+            fresh.append(entry)  # type: ignore[arg-type]
+    seen = {path for path in old_files if path not in changed}
+    seen |= {path for path, f in found.items() if f is not None}
+    return _plan(previous, old_files, carried, fresh, seen, stats)
+
+
+def _read_and_chunk(sf: Any, prev: FileRecord | None, icfg: dict[str, Any],
+                    skipped: Callable[[str, str], None]) -> tuple[Any, str, list[Any]] | str | None:
+    """A file to (re)index: (source, hash, chunks); "same" when its content did not change;
+    None when it cannot be read as text (reported)."""
+    try:
+        text = read_source(sf.abs_path)
+    except OSError as exc:
+        skipped(sf.rel_path, f"unreadable ({exc.strerror or exc})")
+        return None
+    if text is None:
+        skipped(sf.rel_path, "binary")
+        return None
+    digest = content_hash(text)
+    if prev is not None and prev.hash == digest and prev.language == sf.language:
+        return "same"
+    return sf, digest, chunk_text(text, max_chars=icfg["chunk_max_chars"])
+
+
+def _plan(previous: gens.Generation | None, old_files: dict[str, FileRecord],
+          carried: list[tuple[FileRecord, int, int]], fresh: list[tuple[Any, str, list[Any]]],
+          seen: set[str], stats: IndexStats) -> Plan:
+    """The new chunk table: carried-over files in their old order, then the new ones."""
     writer = ChunkTableWriter()
     blocks: list[tuple[int, int, int]] = []
     carried.sort(key=lambda item: item[0].first_row)  # old row order: chunk ids keep ascending
@@ -295,34 +355,75 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
 # --------------------------------------------------------------------------- 3. embed
 
 
-def embed_pending(idx: Path, gen_dir: Path, embedder: Any, stats: IndexStats, progress: Progress,
-                  checkpoint_s: float = CHECKPOINT_S) -> None:
-    """Embed the rows of ``gen_dir`` that have no vector; publish a generation with the new
-    vectors every ``checkpoint_s`` and at the end (only the vectors are written)."""
-    gen = gens.open_generation(gen_dir, with_fts=False)
-    vectors = np.array(gen.vectors)
-    embedded = np.array(gen.embedded)
+def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats, progress: Progress,
+                  checkpoint_s: float = CHECKPOINT_S, *, lock_held: bool = False,
+                  gen_dir: Path | None = None, should_stop: Callable[[], bool] | None = None) -> None:
+    """Embed the rows of the live generation (or ``gen_dir``) that have no vector; publish
+    the vectors every ``checkpoint_s`` and at the end (see the module docstring).
+
+    ``lock_held``: the caller holds the indexer lock (``index_project``); otherwise each
+    publish takes it briefly, so a daemon can embed for minutes without blocking anyone.
+    ``should_stop`` is asked between batches (newer changes arrived: publish what is done).
+    """
+    gen = gens.open_generation(gen_dir, with_fts=False) if gen_dir else gens.open_live(idx, with_fts=False)[0]
+    if gen is None:
+        return
+    embedded = np.asarray(gen.embedded)
     todo = np.flatnonzero(~embedded)
     if gen.meta.get("model") != embedder.name and embedded.any():
         raise RuntimeError(f"{gen.name} holds vectors of {gen.meta.get('model')}, not {embedder.name}")
-    if vectors.shape[1] != embedder.dim:
-        vectors = np.zeros((len(gen), embedder.dim), dtype=np.float32)
     progress.phase("Embedding chunks", len(todo))
+    ready: dict[int, np.ndarray] = {}
     last = time.monotonic()
     done = 0
     for start in range(0, len(todo), EMBED_BATCH):
         rows = todo[start:start + EMBED_BATCH]
         texts = [gen.table.text(int(r)) for r in rows]
-        vectors[rows] = embedder.embed_documents(texts, progress=progress.advance)
-        embedded[rows] = True
+        vectors = embedder.embed_documents(texts, progress=progress.advance)
+        for row, vector in zip(rows.tolist(), vectors, strict=True):
+            ready[int(gen.table.cids[row])] = vector
         done += len(rows)
-        if time.monotonic() - last >= checkpoint_s and done < len(todo):
-            gen_dir = _publish_vectors(idx, gen, vectors, embedded, embedder)
-            gen = gens.open_generation(gen_dir, with_fts=False)
+        stop = should_stop is not None and should_stop()
+        if (time.monotonic() - last >= checkpoint_s or stop) and done < len(todo):
+            name = _apply_vectors(idx, config_dir, ready, embedder, lock_held)
+            stats.generation = name or stats.generation
+            ready.clear()
             last = time.monotonic()
-    stats.generation = _publish_vectors(idx, gen, vectors, embedded, embedder).name
-    stats.embedded = done
-    stats.pending = int((~embedded).sum())
+        if stop:
+            break
+    name = _apply_vectors(idx, config_dir, ready, embedder, lock_held)
+    stats.generation = name or stats.generation
+    stats.embedded += done
+    live = gens.open_live(idx, with_fts=False)[0]
+    stats.pending = len(live) - live.n_embedded if live is not None else 0
+
+
+def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, np.ndarray], embedder: Any,
+                   lock_held: bool) -> str | None:
+    """Publish a generation identical to the live one but for the vectors of ``ready``
+    (by chunk id; ids the live generation no longer holds are dropped). Returns its name."""
+    if not ready:
+        return None
+    with nullcontext() if lock_held else gens.index_lock(config_dir, wait_s=60.0):
+        gen = gens.open_live(idx, with_fts=False)[0]
+        if gen is None:
+            return None
+        cids = np.asarray(gen.table.cids)
+        wanted = np.fromiter(ready, dtype=np.uint64, count=len(ready))
+        pos = np.searchsorted(cids, wanted)
+        inside = pos < len(cids)
+        hit = np.zeros(len(wanted), dtype=bool)
+        hit[inside] = cids[pos[inside]] == wanted[inside]
+        if not hit.any():
+            return None
+        vectors = np.array(gen.vectors)
+        if vectors.shape[1] != embedder.dim:
+            vectors = np.zeros((len(gen), embedder.dim), dtype=np.float32)
+        embedded = np.array(gen.embedded)
+        for cid, row in zip(wanted[hit].tolist(), pos[hit].tolist(), strict=True):
+            vectors[row] = ready[cid]
+            embedded[row] = True
+        return _publish_vectors(idx, gen, vectors, embedded, embedder).name
 
 
 def _publish_vectors(idx: Path, gen: gens.Generation, vectors: np.ndarray, embedded: np.ndarray,

@@ -36,7 +36,7 @@ import codecs
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,8 @@ import pathspec
 
 from cidx_daemon.languages import TEXT, language_for_path
 
-__all__ = ["SkipHandler", "SourceFile", "content_hash", "read_source", "walk_project", "walk_settings"]
+__all__ = ["SkipHandler", "SourceFile", "check_paths", "content_hash", "read_source", "walk_project",
+           "walk_settings"]
 
 SkipHandler = Callable[[str, str], None]
 """Called with (rel_path, reason) for each file or directory left out for a reason other than ignore rules."""
@@ -293,18 +294,74 @@ class _Walker:
             return "symlink (its target is indexed under its own path)"
         return "symlink points outside the project"
 
+    def check(self, rel_path: str) -> SourceFile | None:
+        """The walk's verdict on one path, without walking: the file as the walk would yield
+        it, or None (absent, ignored, skipped). For a watcher that knows what changed.
+
+        Every ancestor directory is checked as the walk would have entered it: ignore files
+        along the way join the rule layers, and an ignored directory hides all below it.
+        """
+        parts = rel_path.split("/")
+        if any(part in ALWAYS_SKIPPED_NAMES for part in parts) or parts[-1].endswith(".pyc"):
+            return None
+        layers = self._base_layers()
+        prefix = ""
+        for name in parts[:-1]:
+            here = self.root / prefix
+            layers = self._with_ignore_files(here, prefix, layers)
+            dir_rel = prefix + name
+            if _is_ignored(dir_rel, True, layers, self.extra):
+                return None
+            if self.secrets is not None and self.secrets.verdict(dir_rel, True):
+                return None
+            try:
+                if not stat.S_ISDIR(os.lstat(self.root / dir_rel).st_mode):
+                    return None  # a symlinked or vanished directory is not walked
+            except OSError:
+                return None
+            prefix = dir_rel + "/"
+        layers = self._with_ignore_files(self.root / prefix, prefix, layers)
+        if _is_ignored(rel_path, False, layers, self.extra):
+            return None
+        if self.secrets is not None and self.secrets.verdict(rel_path, False):
+            self.on_skip(rel_path, SECRET_REASON)
+            return None
+        path = self.root / rel_path
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return None
+        if not stat.S_ISREG(mode):
+            return None
+        return self._source_file_at(path, parts[-1], rel_path)
+
+    def _base_layers(self) -> tuple[_Rules, ...]:
+        exclude = self._load_rules(self.root / ".git" / "info" / "exclude", ".git/info/exclude", "")
+        return (exclude,) if exclude is not None else ()
+
+    def _with_ignore_files(self, directory: Path, prefix: str,
+                           layers: tuple[_Rules, ...]) -> tuple[_Rules, ...]:
+        for ignore_file in IGNORE_FILES:
+            rules = self._load_rules(directory / ignore_file, prefix + ignore_file, prefix)
+            if rules is not None:
+                layers = (*layers, rules)
+        return layers
+
     def _source_file(self, entry: os.DirEntry[str], rel_path: str) -> SourceFile | None:
         """Stat and sniff one regular file; None (after reporting why) if it is not indexable text."""
-        extension = entry.name.rpartition(".")[2].lower() if "." in entry.name[1:] else ""
+        return self._source_file_at(Path(entry.path), entry.name, rel_path)
+
+    def _source_file_at(self, path: Path, name: str, rel_path: str) -> SourceFile | None:
+        extension = name.rpartition(".")[2].lower() if "." in name[1:] else ""
         if extension in BINARY_EXTENSIONS:
             self.on_skip(rel_path, "binary")
             return None
         try:
-            file_stat = entry.stat(follow_symlinks=False)
+            file_stat = os.lstat(path)
             if file_stat.st_size > self.max_file_bytes:
                 self.on_skip(rel_path, f"larger than {self.max_file_bytes} bytes")
                 return None
-            with open(entry.path, "rb") as handle:
+            with open(path, "rb") as handle:
                 head = handle.read(SNIFF_BYTES)
         except OSError as err:
             self.on_skip(rel_path, _reason(err))
@@ -317,7 +374,7 @@ class _Walker:
             first_line = head.split(b"\n", 1)[0][:256].decode("utf-8", errors="replace")
         return SourceFile(
             rel_path=rel_path,
-            abs_path=Path(entry.path),
+            abs_path=path,
             size=file_stat.st_size,
             mtime_ns=file_stat.st_mtime_ns,
             language=language_for_path(rel_path, first_line) or TEXT,
@@ -331,6 +388,22 @@ def _reason(err: OSError) -> str:
     if isinstance(err, FileNotFoundError):
         return "vanished during the walk"
     return (err.strerror or type(err).__name__).lower()
+
+
+def check_paths(
+    root: Path,
+    rel_paths: Iterable[str],
+    *,
+    max_file_bytes: int = 1_048_576,
+    extra_ignores: Sequence[str] = (),
+    on_skip: SkipHandler | None = None,
+    secret_patterns: Sequence[str] = SECRET_PATTERNS,
+) -> dict[str, SourceFile | None]:
+    """For each path, what a full walk would make of it (see ``_Walker.check``), without
+    walking the tree: a watcher's cheap answer to "these files changed"."""
+    walker = _Walker(Path(root).resolve(strict=True), max_file_bytes, extra_ignores, on_skip,
+                     secret_patterns)
+    return {rel: walker.check(rel) for rel in rel_paths}
 
 
 def walk_settings(icfg: dict[str, Any]) -> dict[str, Any]:

@@ -289,8 +289,13 @@ def _run(config_path: Path, cfg: dict[str, Any], *, ready_fd: int | None, detach
     stopped = threading.Event()
     try:
         engine = make_engine(config_path)
+        refresher = None
+        if dcfg.get("watch", True) and os.environ.get(ENGINE_FACTORY_ENV) is None:
+            from cidx_daemon.server.refresher import Refresher
+
+            refresher = Refresher(config_path)
         server_box: list[PreboundThreadedServer] = []
-        service = CidxService(engine, info, tracker, lambda why: server_box[0].request_stop(why))
+        service = CidxService(engine, info, tracker, lambda why: server_box[0].request_stop(why), refresher)
         server = PreboundThreadedServer(
             service, bound, tracker=tracker, lock_name=cfgmod.LOCK_NAME,
             authenticator=PeerUidAuthenticator(), protocol_config=dict(PROTOCOL_CONFIG),
@@ -310,6 +315,8 @@ def _run(config_path: Path, cfg: dict[str, Any], *, ready_fd: int | None, detach
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     threading.Thread(target=_warm, args=(engine, info), name="cidx-warm", daemon=True).start()
+    if refresher is not None:
+        refresher.start()
     threading.Thread(target=_idle_loop, args=(engine, tracker, info, server, stopped),
                      name="cidx-idle", daemon=True).start()
 
@@ -319,6 +326,8 @@ def _run(config_path: Path, cfg: dict[str, Any], *, ready_fd: int | None, detach
         server.start()  # returns once request_stop() was called; close() has drained
     finally:
         stopped.set()
+        if refresher is not None:
+            refresher.stop()
         server.close()
         log.info("daemon stopped (%s) after %.1fs", server.stop_reason or "listener closed",
                  time.monotonic() - info.started_mono)

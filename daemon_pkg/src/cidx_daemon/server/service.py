@@ -113,11 +113,12 @@ class CidxService(rpyc.Service):
     ALIASES = ("CIDX",)
 
     def __init__(self, engine: Any, info: DaemonInfo, tracker: ActivityTracker,
-                 request_stop: Callable[[str], None]) -> None:
+                 request_stop: Callable[[str], None], refresher: Any = None) -> None:
         self._engine = engine
         self._info = info
         self._tracker = tracker
         self._request_stop = request_stop
+        self._refresher = refresher  # server.refresher.Refresher when the daemon watches
         self._gen_lock = threading.Lock()
         self._last_generation: str | None = None
 
@@ -193,6 +194,9 @@ class CidxService(rpyc.Service):
         doc = self._engine.query(request)  # validates; never raises for the user's mistakes
         if doc.get("error") is None:
             self._note_generation(doc.get("generation"))
+            waiting = self._refresher.pending_files() if self._refresher is not None else 0
+            if waiting:  # saved, seen, not searchable yet: the answer says so
+                doc["pending"] = {**(doc.get("pending") or {}), "files": waiting}
         else:
             log.info("query answered with error %s", doc["error"].get("code"))
         return doc
@@ -230,6 +234,7 @@ class CidxService(rpyc.Service):
                 "idle_seconds": round(max(0.0, now - snap.last_activity), 3),
             },
             "engine": engine_status,
+            "refresher": self._refresher.state() if self._refresher is not None else None,
         }
 
     def exposed_clear_cache(self) -> str:
