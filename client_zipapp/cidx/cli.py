@@ -29,6 +29,8 @@ HANDED_OFF = {
     "index": "index the project (incremental; --clear to rebuild); runs the daemon package",
     "status": "index status: files, chunks, generation, model, size, staleness",
     "clean": "delete the index (--all: the whole .code-indexer directory)",
+    "export": "write the index to one file, for another copy of the project (cidx import)",
+    "import": "adopt an index written by 'cidx export' (nothing is re-embedded)",
 }
 
 

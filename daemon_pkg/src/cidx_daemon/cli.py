@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("query", help="search the index (semantic by default; --fts; both = hybrid)")
     add_query_arguments(s)
 
+    s = sub.add_parser("export", help="write the index to one file another copy of the project can import")
+    s.add_argument("file", type=Path, help="the archive to write (a tar file)")
+
+    s = sub.add_parser("import", help="make an exported index this project's index (nothing is re-embedded)")
+    s.add_argument("file", type=Path, help="an archive written by 'cidx export'")
+
     s = sub.add_parser("status", help="index state: files, chunks, generation, model, size, staleness")
     s.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -117,7 +123,8 @@ def _dispatch(args: argparse.Namespace, started: float) -> int:
 
         return run_serve(args)
     config_path = _config_path(args)
-    handler = {"index": cmd_index, "query": cmd_query, "status": cmd_status, "clean": cmd_clean}
+    handler = {"index": cmd_index, "query": cmd_query, "status": cmd_status, "clean": cmd_clean,
+               "export": cmd_export, "import": cmd_import}
     return handler[args.command](args, config_path, started)
 
 
@@ -218,6 +225,33 @@ def cmd_status(args: argparse.Namespace, config_path: Path, started: float) -> i
     print(f"Staleness:  {'up to date' if not changes else f'{changes} file(s) changed since indexing'}"
           + (f" ({stale['changed']} changed, {stale['added']} new, {stale['deleted']} deleted;"
              " run 'cidx index')" if changes else ""))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, config_path: Path, started: float) -> int:
+    from cidx_daemon.index.portable import PortableError, export_generation
+
+    try:
+        manifest = export_generation(config_path, args.file)
+    except PortableError as exc:
+        raise CliError(str(exc)) from None
+    meta = manifest["meta"]
+    size = args.file.stat().st_size
+    print(f"Exported {manifest['generation']} ({meta['files']} files, {meta['chunks']} chunks, "
+          f"{meta['embedded']} embedded with {meta['model']}) to {args.file} ({size / 1e6:.1f} MB)")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace, config_path: Path, started: float) -> int:
+    from cidx_daemon.index.portable import PortableError, import_generation
+
+    try:
+        gen = import_generation(config_path, args.file)
+    except PortableError as exc:
+        raise CliError(str(exc)) from None
+    print(f"Imported {args.file} as {gen.name} ({len(gen.table.files)} files, {len(gen)} chunks); "
+          "'cidx index' (or a running daemon) now brings it up to date with this copy, re-embedding "
+          "only what differs")
     return EXIT_OK
 
 
