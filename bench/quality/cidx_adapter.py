@@ -72,17 +72,27 @@ def _package_dirs() -> list[Path]:
     return dirs
 
 
-def engine_fingerprint() -> str:
-    """Hash of the engine's source and of the versions of what it ranks with.
+#: What writes an index (walk, chunking, chunk table, generation format, full-text build and
+#: analyzer, embedding). Everything else (ranking, fusion, filters, snippets) only reads one,
+#: so changing it must not cost a re-index of every corpus.
+_INDEX_WRITERS = ("cidx_daemon/index", "cidx_daemon/languages.py", "cidx_daemon/syntax",
+                  "cidx_daemon/search/fts/analyzer.py", "cidx_daemon/search/fts/index.py",
+                  "cidx_daemon/search/embedding", "cidx_shared/config.py")
 
-    An index built by one engine is reused only by the same engine: any change to
-    chunking, embedding or FTS code (or their dependencies) gives a new key.
+
+def engine_fingerprint() -> str:
+    """Hash of the index-writing source and of the versions of what it indexes with.
+
+    An index is reused only while chunking, embedding and full-text building are the
+    same (code and dependencies); ranking changes reuse it.
     """
     h = hashlib.sha256()
     for base in sorted(set(_package_dirs())):
         for path in sorted(base.rglob("*")):
-            if path.is_file() and path.suffix in (".py", ".json", ".txt") and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(base.parent)).encode())
+            rel = path.relative_to(base.parent).as_posix()
+            if (path.is_file() and path.suffix in (".py", ".json", ".txt") and "__pycache__" not in path.parts
+                    and any(rel == w or rel.startswith(w + "/") for w in _INDEX_WRITERS)):
+                h.update(rel.encode())
                 h.update(b"\0")
                 h.update(path.read_bytes())
                 h.update(b"\0")
