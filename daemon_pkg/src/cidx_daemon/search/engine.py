@@ -31,12 +31,10 @@ from typing import Any
 import numpy as np
 
 from cidx_daemon.index import generation as gens
-from cidx_daemon.search import filters
-from cidx_daemon.search.fusion import rrf
+from cidx_daemon.search import filters, ranking
 from cidx_shared import config as cfgmod
 from cidx_shared.schema import (
     FUSION_WINDOW,
-    RRF_K,
     RequestError,
     case_sensitive,
     make_error_document,
@@ -47,6 +45,9 @@ from cidx_shared.schema import (
 
 log = logging.getLogger("cidx.engine")
 _MASK_CACHE = 32
+#: Candidates each leg hands the ranking stage, at least: a definition or a file the
+#: ranking lifts may sit well below the leg's own top ``limit``.
+MIN_WINDOW = 50
 
 
 def row_mask(gen: gens.Generation, req: dict[str, Any]) -> np.ndarray | None:
@@ -171,7 +172,8 @@ class Engine:
                 "no_index", f"no index yet in {self.root}: run 'cidx index' first")
         mode = request_mode(req)
         limit = req["limit"]
-        window = limit if mode != "hybrid" else limit * FUSION_WINDOW
+        ranked = not req["regex"]  # a regex lists what matches, most matching lines first
+        window = max(limit * FUSION_WINDOW, MIN_WINDOW) if ranked else limit
         mask = row_mask(loaded, req)
         if mode != "fts" and loaded.n_embedded < len(loaded):
             embedded = np.asarray(loaded.embedded)
@@ -202,15 +204,22 @@ class Engine:
             fts_hits = {h.row: h for h in hits}
             timing["fts"] = _ms(t)
 
-        if mode == "hybrid":
-            fused = rrf(legs, k=RRF_K)
-            if req["min_score"] is not None:
-                fused = [f for f in fused if f.score >= req["min_score"]]
-            picked = [(f.row, f.score, f.ranks, f.scores) for f in fused[:limit]]
+        if ranked:
+            t = time.perf_counter()
+            table = loaded.table
+            ordered = ranking.rank(legs, query=req["query"], limit=limit, text_of=table.text,
+                                   path_of=lambda row: table.file_of(row).path,
+                                   find_definitions=lambda name: table.rows_containing(name, fold=False),
+                                   allowed=None if mask is None else lambda row: bool(mask[row]),
+                                   params=ranking.DEFAULT)
+            if mode == "hybrid" and req["min_score"] is not None:
+                ordered = [r for r in ordered if r.score >= req["min_score"]]
+            picked = [(r.row, r.score, r.ranks, r.scores) for r in ordered]
+            timing["rank"] = _ms(t)
         else:
             leg = next(iter(legs.values()), [])
-            picked = [(row, score, {mode: rank}, {mode: score})
-                      for rank, (row, score) in enumerate(leg[:limit], 1)]
+            picked = [(row, score, {mode: rank_no}, {mode: score})
+                      for rank_no, (row, score) in enumerate(leg[:limit], 1)]
         results = [_result(loaded, row, score, ranks, scores, fts_hits.get(row), req)
                    for row, score, ranks, scores in picked]
         timing["total"] = _ms(t0)

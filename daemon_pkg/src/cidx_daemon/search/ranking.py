@@ -1,0 +1,311 @@
+"""The ranking stage: from what each search leg found to the list a developer wants first.
+
+Theory of operation
+-------------------
+A search leg answers a narrow question (which chunks mean something like the query;
+which contain its words). What a user of a code search wants first is different, and
+knowable from the code itself rather than from any one benchmark:
+
+* **What kind of query is it** (``classify``): an identifier (``HTTPAdapter``,
+  ``field_validator``, ``Sinatra::Base``) wants its *definition*; natural language
+  ("how are routes registered") wants the code that does it. The legs are weighted
+  accordingly: full text leads for identifiers, meaning leads for sentences.
+* **Fusion on normalised scores, not ranks alone**: each leg's scores are scaled to
+  [0, 1] against its own best; a chunk both legs like gets both, and a chunk one leg is
+  sure about keeps most of that certainty (rank fusion flattened it).
+* **Definitions first**: a chunk that defines a name the query mentions is lifted above
+  the chunks that only use it, and definitions neither leg retrieved are brought in
+  (the symbol lookup), more so when the file is named after the symbol.
+* **Where the file is**: query words in a file's name or directory lift it
+  ("session management" → ``sessions.py``).
+* **What the file is**: tests, examples, benchmarks, vendored, generated and
+  documentation files answer code questions less often than the code: they are
+  demoted (never hidden) unless the query asks for them ("test", "docs", "example").
+* **One file does not fill the list**: each further chunk of a file already listed
+  counts for less.
+
+Everything here is a pure function of the candidates, the chunk table and the query,
+with its constants in ``RankingParams`` (measured on the development set, checked on
+languages outside it: bench/quality).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from cidx_daemon.search.fts import analyzer
+
+SYMBOL, MIXED, TEXT = "symbol", "mixed", "text"
+
+
+@dataclass(frozen=True)
+class RankingParams:
+    """The stage's constants. Leg weights are per query kind: (semantic, fts)."""
+
+    weights: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {
+        SYMBOL: (0.3, 0.7), MIXED: (0.5, 0.5), TEXT: (0.55, 0.45)})
+    #: Added, in units of the best fused score, to a chunk that defines a queried name.
+    definition_boost: float = 2.0
+    #: Extra factor when the file is also named after the symbol (``console.py`` for Console).
+    definition_stem_factor: float = 1.5
+    #: The same for identifiers embedded in a sentence ("where is ZodType parsed").
+    embedded_boost: float = 1.0
+    #: Added, in units of the best score, times the share of query words in the path.
+    path_boost: float = 0.6
+    #: Multipliers for files that answer code questions less often.
+    test_factor: float = 0.35
+    example_factor: float = 0.4
+    docs_factor: float = 0.6
+    vendored_factor: float = 0.3
+    generated_factor: float = 0.5
+    reexport_factor: float = 0.7
+    #: Each further chunk of a file already listed is worth this much more (compounding).
+    saturation: float = 0.5
+    #: How many definitions the symbol lookup may bring in per query.
+    max_injected: int = 20
+    #: Added, in units of the best score, to a chunk holding the whole query verbatim.
+    exact_boost: float = 1.0
+
+
+DEFAULT = RankingParams()
+
+
+@dataclass
+class Ranked:
+    row: int
+    score: float
+    ranks: dict[str, int]
+    scores: dict[str, float]
+
+
+# --------------------------------------------------------------------------- the query
+
+
+_QUALIFIED = re.compile(r"^[A-Za-z_$][\w$]*(?:(?:::|->|\.|\\|#)[A-Za-z_$][\w$]*)+$")
+_IDENTIFIER = re.compile(r"^(?:_\w*|[A-Za-z]\w*[A-Z_\d]\w*|[A-Z]\w*)$")
+_EMBEDDED = re.compile(r"\b(?:[A-Z][a-z\d]+[A-Z]\w*|[a-z]+[A-Z]\w*|\w+_\w+|[A-Z]{2,}[a-z]\w*)\b")
+_STOP = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "get", "has",
+    "have", "how", "i", "if", "in", "is", "it", "its", "my", "of", "on", "or", "set", "so", "that", "the",
+    "this", "to", "use", "used", "uses", "using", "was", "what", "when", "where", "which", "who", "why",
+    "with", "work", "works", "code", "function", "method", "class", "file", "implementation", "implement",
+    "handle", "handling",
+))
+_ROLE_WORDS = {
+    "test": ("test", "tests", "testing", "spec", "specs", "fixture", "fixtures", "mock", "mocks"),
+    "example": ("example", "examples", "sample", "samples", "demo", "tutorial"),
+    "docs": ("doc", "docs", "documentation", "readme", "guide", "changelog"),
+    "bench": ("bench", "benchmark", "benchmarks", "perf"),
+}
+
+
+@dataclass(frozen=True)
+class QueryShape:
+    kind: str
+    names: tuple[str, ...]  # identifiers whose definitions are wanted
+    words: frozenset[str]  # content words, lower-case, for path matching
+    asks_for: frozenset[str]  # file roles the query names ("test", "docs", ...)
+
+
+@lru_cache(maxsize=512)
+def classify(query: str) -> QueryShape:
+    """Identifier, sentence with identifiers, or plain sentence (see the module docstring)."""
+    text = query.strip()
+    tokens = text.split()
+    words = frozenset(w.lower() for w in re.findall(r"[A-Za-z][A-Za-z\d]*", text)) - _STOP
+    parts = frozenset(p.lower() for t in tokens for p in analyzer.code_tokens(t)) - _STOP
+    asks = frozenset(role for role, names in _ROLE_WORDS.items() if words & set(names))
+    if len(tokens) == 1 and (_QUALIFIED.match(text) or _IDENTIFIER.match(text.strip("()"))):
+        name = re.split(r"::|->|\.|\\|#", text.strip("()"))[-1]
+        names = (name,) if name == text else (name, text)
+        return QueryShape(SYMBOL, names, words | parts, asks)
+    embedded = tuple(dict.fromkeys(m for m in _EMBEDDED.findall(text) if len(m) > 2))
+    return QueryShape(MIXED if embedded else TEXT, embedded, words | parts, asks)
+
+
+# --------------------------------------------------------------------------- definitions
+
+
+_DEF_KEYWORDS = (
+    r"class|def|async\s+def|function\*?|func|fn|fun|struct|enum|trait|interface|type|typedef|record|"
+    r"module|defmodule|object|protocol|impl|namespace|package|const|let|var|val|static|final|"
+    r"export\s+default|data\s+class|abstract\s+class|case\s+class|sealed\s+class|macro_rules!"
+)
+_MODIFIERS = r"(?:(?:pub(?:\([\w:]+\))?|export|public|private|protected|internal|static|abstract|async|" \
+             r"unsafe|extern|inline|virtual|override|final|open|declare|default)\s+)*"
+
+
+@lru_cache(maxsize=256)
+def _definition_re(name: str) -> re.Pattern[str]:
+    """A line that defines ``name``: a keyword form (``class Name``, ``fn name``, ``func (r *T)
+    Name(``) or an assignment at the start of a line (``NAME = ``, ``Name: Type =``)."""
+    n = re.escape(name)
+    return re.compile(
+        rf"^[ \t]*{_MODIFIERS}(?:(?:{_DEF_KEYWORDS})\s+(?:\([^)]*\)\s*)?(?:[\w.]+(?:\.|::))?{n}\b"
+        rf"|{n}\s*(?::[^=\n]+)?=(?!=)|{n}\s*:=)",
+        re.MULTILINE)
+
+
+def defines(text: str, name: str) -> bool:
+    return name in text and _definition_re(name).search(text) is not None
+
+
+# --------------------------------------------------------------------------- file roles
+
+
+_TEST_FILE = re.compile(r"(?:^|/)(?:test_[^/]*|[^/]*_test|[^/]*[._]spec|[^/]*\.test|conftest|[^/]*Tests?)"
+                        r"\.\w+$")
+_TEST_DIR = re.compile(r"(?:^|/)(?:tests?|__tests__|spec|specs|testing|testdata|__mocks__|fixtures)/")
+_EXAMPLE_DIR = re.compile(r"(?:^|/)(?:_?examples?|samples?|demos?|tutorials?|docs_src|cookbook)/")
+_BENCH_DIR = re.compile(r"(?:^|/)(?:benchmarks?|bench|perf)/")
+_VENDORED = re.compile(r"(?:^|/)(?:vendor|third_party|thirdparty|node_modules|external|extern|deps)/")
+_GENERATED = re.compile(r"(?:\.min\.\w+|_pb2\.py|\.pb\.go|\.generated\.\w+|\.g\.dart|\.d\.ts|\.lock)$|"
+                        r"(?:^|/)(?:dist|build|gen|generated)/")
+_DOCS = re.compile(r"\.(?:md|mdx|rst|txt|adoc)$|(?:^|/)docs?/")
+_REEXPORT = re.compile(r"(?:^|/)(?:__init__\.py|index\.[jt]s|mod\.rs|package-info\.java)$")
+
+
+@lru_cache(maxsize=8192)
+def file_roles(path: str) -> frozenset[str]:
+    """What a file is besides code: test, example, bench, vendored, generated, docs, reexport."""
+    roles = set()
+    if _TEST_FILE.search(path) or _TEST_DIR.search(path):
+        roles.add("test")
+    if _EXAMPLE_DIR.search(path):
+        roles.add("example")
+    if _BENCH_DIR.search(path):
+        roles.add("bench")
+    if _VENDORED.search(path):
+        roles.add("vendored")
+    if _GENERATED.search(path):
+        roles.add("generated")
+    if _DOCS.search(path):
+        roles.add("docs")
+    if _REEXPORT.search(path):
+        roles.add("reexport")
+    return frozenset(roles)
+
+
+def role_factor(path: str, asks_for: frozenset[str], params: RankingParams = DEFAULT) -> float:
+    """How much less a file's chunks count for a code question (1.0: not at all); a role the
+    query asks for ("tests for the parser") is not held against it."""
+    factors = {"test": params.test_factor, "example": params.example_factor, "bench": params.example_factor,
+               "vendored": params.vendored_factor, "generated": params.generated_factor,
+               "docs": params.docs_factor, "reexport": params.reexport_factor}
+    factor = 1.0
+    for role in file_roles(path) - asks_for:
+        factor *= factors[role]
+    return factor
+
+
+@lru_cache(maxsize=8192)
+def path_words(path: str) -> frozenset[str]:
+    """Lower-case word parts of a file's name and its directory (``sansio/blueprints.py`` →
+    blueprints, blueprint, sansio)."""
+    pieces = path.rsplit("/", 2)[-2:]
+    stem = pieces[-1].rsplit(".", 1)[0]
+    out = {p.lower() for piece in (*pieces[:-1], stem) for p in analyzer.code_tokens(piece)}
+    out |= {w[:-1] for w in out if w.endswith("s") and len(w) > 3}
+    out |= {w[:-2] for w in out if w.endswith("es") and len(w) > 4}
+    return frozenset(out)
+
+
+def _path_match(words: frozenset[str], path: str) -> float:
+    """Share of the query's content words the path carries (a shared prefix of 4+ letters
+    counts: "config" ~ "configuration")."""
+    if not words:
+        return 0.0
+    have = path_words(path)
+    hits = 0
+    for w in words:
+        if w in have or (len(w) >= 4 and any(_prefixed(w, p) for p in have)):
+            hits += 1
+    return hits / len(words)
+
+
+def _prefixed(word: str, part: str) -> bool:
+    return part.startswith(word) or (len(part) >= 4 and word.startswith(part))
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: int,
+         text_of: Callable[[int], str], path_of: Callable[[int], str],
+         find_definitions: Callable[[str], Iterable[int]] | None = None,
+         allowed: Callable[[int], bool] | None = None,
+         params: RankingParams = DEFAULT) -> list[Ranked]:
+    """The ranked rows (best first, at most ``limit``) for one query (see the module docstring).
+
+    ``legs``: each leg's (row, raw score) best first. ``find_definitions(name)``: rows that
+    may define ``name`` (a symbol index or a text scan), checked here; ``allowed`` keeps
+    injected rows inside the request's filters.
+    """
+    shape = classify(query)
+    w_sem, w_fts = params.weights[shape.kind]
+    weight = {"semantic": w_sem, "fts": w_fts}
+    if len(legs) == 1:
+        weight = dict.fromkeys(legs, 1.0)
+    fused: dict[int, Ranked] = {}
+    for leg, hits in legs.items():
+        if not hits:
+            continue
+        best = max(s for _, s in hits)
+        floor = min(s for _, s in hits) if leg == "semantic" else 0.0
+        span = (best - floor) or 1.0
+        for rank_no, (row, raw) in enumerate(hits, 1):
+            item = fused.setdefault(row, Ranked(row, 0.0, {}, {}))
+            item.score += weight[leg] * (0.1 + 0.9 * (raw - floor) / span) if leg == "semantic" else \
+                weight[leg] * raw / (best or 1.0)
+            item.ranks[leg] = rank_no
+            item.scores[leg] = float(raw)
+    if not fused and not shape.names:
+        return []
+    top = max((r.score for r in fused.values()), default=1.0) or 1.0
+
+    if shape.names:
+        boost = params.definition_boost if shape.kind == SYMBOL else params.embedded_boost
+        seen_rows = set(fused)
+        for name in shape.names:
+            rows = set(seen_rows)
+            if find_definitions is not None:
+                rows |= set(find_definitions(name))
+            injected = 0
+            for row in sorted(rows):
+                if allowed is not None and not allowed(row):
+                    continue
+                if not defines(text_of(row), name):
+                    continue
+                stem_words = path_words(path_of(row))
+                factor = params.definition_stem_factor if name.lower() in stem_words or \
+                    name.lower().rstrip("s") in stem_words else 1.0
+                if row not in fused:
+                    if injected >= params.max_injected:
+                        continue
+                    injected += 1
+                    fused[row] = Ranked(row, 0.0, {}, {})
+                fused[row].score += top * boost * factor
+                fused[row].ranks.setdefault("symbol", 1)
+
+    words = shape.words
+    phrase = query.strip().lower() if len(query.strip()) >= 4 else ""
+    for item in fused.values():
+        path = path_of(item.row)
+        if phrase and params.exact_boost and phrase in text_of(item.row).lower():
+            item.score += top * params.exact_boost
+        if params.path_boost and words:
+            item.score += top * params.path_boost * _path_match(words, path)
+        item.score *= role_factor(path, shape.asks_for, params)
+
+    ordered = sorted(fused.values(), key=lambda r: (-r.score, r.row))
+    per_file: dict[str, int] = {}
+    for item in ordered:
+        path = path_of(item.row)
+        n = per_file.get(path, 0)
+        item.score *= params.saturation ** n
+        per_file[path] = n + 1
+    ordered.sort(key=lambda r: (-r.score, r.row))
+    return ordered[:limit]

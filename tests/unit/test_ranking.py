@@ -1,0 +1,89 @@
+"""The ranking stage as pure functions: what kind of query, what defines what, what a file is."""
+
+from __future__ import annotations
+
+import pytest
+
+from cidx_daemon.search import ranking
+from cidx_daemon.search.ranking import MIXED, SYMBOL, TEXT, classify, defines, rank, role_factor
+
+
+@pytest.mark.parametrize(("query", "kind", "names"), [
+    ("HTTPAdapter", SYMBOL, ("HTTPAdapter",)),
+    ("field_validator", SYMBOL, ("field_validator",)),
+    ("Sinatra::Base", SYMBOL, ("Base", "Sinatra::Base")),
+    ("__init__", SYMBOL, ("__init__",)),
+    ("Console", SYMBOL, ("Console",)),
+    ("session", TEXT, ()),
+    ("how are routes registered", TEXT, ()),
+    ("where is ZodType parsed", MIXED, ("ZodType",)),
+    ("call safe_join on the path", MIXED, ("safe_join",)),
+])
+def test_queries_are_classified(query: str, kind: str, names: tuple[str, ...]) -> None:
+    shape = classify(query)
+    assert (shape.kind, shape.names) == (kind, names)
+
+
+@pytest.mark.parametrize(("text", "name", "expected"), [
+    ("class Console:\n    pass", "Console", True),
+    ("    def console(self):", "console", True),
+    ("pub struct Router<S> {", "Router", True),
+    ("pub(crate) async fn serve(", "serve", True),
+    ("func (c *Context) JSON(code int, obj any) {", "JSON", True),
+    ("export default function createApp() {", "createApp", True),
+    ("const MAX_RETRIES = 3", "MAX_RETRIES", True),
+    ("MAX_RETRIES = 3", "MAX_RETRIES", True),
+    ("timeout: float = 5.0", "timeout", True),
+    ("    x = Console()", "Console", False),
+    ("if MAX_RETRIES == 3:", "MAX_RETRIES", False),
+    ("from rich.console import Console", "Console", False),
+    ("class ConsoleRenderer:", "Console", False),
+])
+def test_definitions_are_told_from_uses(text: str, name: str, expected: bool) -> None:
+    assert defines(text, name) is expected
+
+
+@pytest.mark.parametrize(("path", "demoted"), [
+    ("src/flask/app.py", False), ("tests/test_app.py", True), ("pkg/client_test.go", True),
+    ("src/app.spec.ts", True), ("examples/basic/main.py", True), ("docs/tutorial.md", True),
+    ("vendor/github.com/x/y.go", True), ("dist/app.min.js", True), ("README.md", True),
+    ("src/flask/__init__.py", True), ("testing.py", False),
+])
+def test_file_roles(path: str, demoted: bool) -> None:
+    assert (role_factor(path, frozenset()) < 1.0) is demoted
+
+
+def test_asking_for_tests_or_docs_lifts_the_demotion() -> None:
+    assert role_factor("tests/test_app.py", frozenset({"test"})) == 1.0
+    assert role_factor("docs/guide.md", frozenset({"docs"})) == 1.0
+
+
+def _rank(legs, query, texts, paths, **kw):  # type: ignore[no-untyped-def]
+    return rank(legs, query=query, limit=10, text_of=texts.__getitem__, path_of=paths.__getitem__, **kw)
+
+
+def test_a_definition_outranks_uses_and_is_found_when_no_leg_found_it() -> None:
+    texts = {0: "x = Console()\nConsole.print(x)", 1: "c = Console()", 2: "class Console:\n    pass"}
+    paths = {0: "a.py", 1: "b.py", 2: "rich/console.py"}
+    legs = {"fts": [(0, 9.0), (1, 5.0)]}
+    out = _rank(legs, "Console", texts, paths, find_definitions=lambda name: [2])
+    assert out[0].row == 2 and out[0].ranks == {"symbol": 1}
+
+
+def test_one_file_does_not_fill_the_list() -> None:
+    texts = {i: f"text {i}" for i in range(6)}
+    paths = {0: "a.py", 1: "a.py", 2: "a.py", 3: "b.py", 4: "c.py", 5: "a.py"}
+    legs = {"semantic": [(0, 0.9), (1, 0.89), (2, 0.88), (3, 0.8), (4, 0.79), (5, 0.7)]}
+    rows = [r.row for r in _rank(legs, "some words here", texts, paths)]
+    assert rows[:3] == [0, 3, 4]
+
+
+def test_query_words_in_a_path_lift_a_near_tie() -> None:
+    texts = {i: f"def f{i}(): pass" for i in range(10)}
+    paths = {i: f"flask/mod{i}.py" for i in range(10)} | {1: "flask/sessions.py"}
+    legs = {"semantic": [(i, 0.50 - 0.02 * i) for i in range(10)]}
+    assert _rank(legs, "session management", texts, paths)[0].row == 1
+
+
+def test_weights_cover_every_kind() -> None:
+    assert set(ranking.DEFAULT.weights) == {SYMBOL, MIXED, TEXT}
