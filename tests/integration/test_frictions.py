@@ -181,7 +181,10 @@ def test_index_progress_shows_a_rate_and_labelled_times_and_ctrl_c_finishes_its_
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "cidx", "index"], cwd=project, env=client_env(),
                             stdout=follower, stderr=follower, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # a background run (`cmd &` without job control) ignores SIGINT, and
+                            # children inherit that: give the client what a terminal gives it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(follower)
     out = b""
     deadline = time.monotonic() + 120

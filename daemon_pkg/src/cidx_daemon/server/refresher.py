@@ -93,9 +93,14 @@ class Refresher:
     # ------------------------------------------------------------ what queries report
 
     def pending_files(self) -> int:
-        """Changed paths seen but not in the index yet (a queued full rescan counts as one)."""
+        """Changed paths seen but not in the index yet.
+
+        The rescan every start makes is a check, not a known change: counting it would
+        tell every first query after a start that a file was "being indexed" when
+        usually nothing changed (and make daemon and standalone output differ).
+        """
         with self._cond:
-            return len(self._queued) or int(self._full_rescan)
+            return len(self._queued)
 
     def state(self) -> dict[str, Any]:
         with self._cond:
