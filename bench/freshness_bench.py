@@ -9,7 +9,7 @@ packages, ~1.3 MB) into a scratch directory, indexes it, starts the daemon, and 
 polls ``cidx query NAME --fts --json`` until that file is the first hit. The figure is
 the time from the write returning to the first query that finds it; a query costs
 ~30 ms, so the poll interval (10 ms sleep + one query) bounds the resolution. A few
-edits are also followed until semantic search finds them (embedding runs behind, at
+edits are also followed until semantic search finds them (in its top 5) (embedding runs behind, at
 lowered priority). Edits are spaced so each one is a burst of its own, as a person or an
 agent saving files would be.
 
@@ -37,6 +37,8 @@ from harness import BenchError, Stats, load_average, now
 
 POLL_S = 0.01
 TIMEOUT_S = 30.0
+#: Embedding runs behind at lowered priority, one thread: minutes on a loaded machine.
+SEMANTIC_TIMEOUT_S = 300.0
 
 
 def _query(install: ws.Install, root: Path, text: str, *flags: str) -> list[str]:
@@ -50,16 +52,17 @@ def _query(install: ws.Install, root: Path, text: str, *flags: str) -> list[str]
     return [r["path"] for r in doc["results"]]
 
 
-def _wait_found(install: ws.Install, root: Path, text: str, rel: str, *flags: str) -> tuple[float, int]:
-    """Seconds from now until `rel` is the first hit for `text`, and how many queries it took."""
+def _wait_found(install: ws.Install, root: Path, text: str, rel: str, *flags: str,
+                top: int = 1, timeout_s: float = TIMEOUT_S) -> tuple[float, int]:
+    """Seconds from now until `rel` is among the first `top` hits for `text`, and the queries it took."""
     t0 = now()
     polls = 0
     while True:
         polls += 1
-        if _query(install, root, text, *flags)[:1] == [rel]:
+        if rel in _query(install, root, text, *flags)[:top]:
             return now() - t0, polls
-        if now() - t0 > TIMEOUT_S:
-            raise BenchError(f"{rel} not found by {text!r} within {TIMEOUT_S:.0f} s")
+        if now() - t0 > timeout_s:
+            raise BenchError(f"{rel} not found by {text!r} within {timeout_s:.0f} s")
         time.sleep(POLL_S)
 
 
@@ -112,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
                 fts.append(took * 1000)
                 polls.append(n)
                 if i < args.semantic_edits:
-                    took_sem, _ = _wait_found(install, root, words, rel)
+                    took_sem, _ = _wait_found(install, root, words, rel, top=5, timeout_s=SEMANTIC_TIMEOUT_S)
                     sem.append(took_sem * 1000)
                 time.sleep(0.5)  # a burst of its own: the watcher's debounce window is 400 ms
                 print(f"  edit {i + 1:2d}/{args.edits}: full text {took * 1000:6.0f} ms ({n} queries)",

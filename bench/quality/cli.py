@@ -3,7 +3,7 @@
     python bench/quality/run.py [--quick] [--reindex] [--modes semantic,fts,hybrid]
                                 [--repos flask,gin] [--set dev|stdlib|heldout|all]
 
-Needs the daemon package importable (``.venv/bin/python``, made by
+Needs the daemon package importable (``.venv-dev/bin/python``, made by
 ``python3 build.py test`` or ``install``). Standard library + numpy at run time;
 the chart is drawn by ``plot.py`` in a separate venv with matplotlib
 (``~/.cache/cidx-bench/venv-plot``, created on first use).
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine_fp = cidx.engine_fingerprint()
     except ImportError as exc:
-        say(f"error: {exc}\n(run with .venv/bin/python after `python3 build.py test` or `build.py install`)")
+        say(f"error: {exc}\n(run with .venv-dev/bin/python after `python3 build.py test`, or .venv/bin/python after `build.py install`)")
         return 2
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []

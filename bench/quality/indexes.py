@@ -28,7 +28,9 @@ from typing import Any
 from . import cidx_adapter as cidx
 from .corpora import say, tree_digest
 
-KEEP_PER_CORPUS = 3
+KEEP_PER_CORPUS = 4
+#: An index build unfinished after this long was interrupted (the largest takes ~5 min).
+ABANDONED_S = 6 * 3600
 READY = "ready.json"
 
 
@@ -80,5 +82,7 @@ def _prune(corpus_dir: Path) -> None:
     keys = [d for d in corpus_dir.iterdir() if d.is_dir()]
     ready = sorted((d for d in keys if (d / READY).exists()), key=lambda d: (d / READY).stat().st_mtime,
                    reverse=True)
-    for stale in ready[KEEP_PER_CORPUS:] + [d for d in keys if not (d / READY).exists()]:
+    # an unfinished one may be another benchmark's build in progress: only abandoned ones go
+    abandoned = [d for d in keys if not (d / READY).exists() and time.time() - d.stat().st_mtime > ABANDONED_S]
+    for stale in ready[KEEP_PER_CORPUS:] + abandoned:
         shutil.rmtree(stale, ignore_errors=True)

@@ -357,13 +357,15 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
 
 def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats, progress: Progress,
                   checkpoint_s: float = CHECKPOINT_S, *, lock_held: bool = False,
-                  gen_dir: Path | None = None, should_stop: Callable[[], bool] | None = None) -> None:
+                  gen_dir: Path | None = None, should_stop: Callable[[], bool] | None = None,
+                  batch: int = EMBED_BATCH) -> None:
     """Embed the rows of the live generation (or ``gen_dir``) that have no vector; publish
     the vectors every ``checkpoint_s`` and at the end (see the module docstring).
 
     ``lock_held``: the caller holds the indexer lock (``index_project``); otherwise each
     publish takes it briefly, so a daemon can embed for minutes without blocking anyone.
-    ``should_stop`` is asked between batches (newer changes arrived: publish what is done).
+    ``should_stop`` is asked between batches of ``batch`` chunks (newer changes arrived:
+    publish what is done); a daemon embedding behind on one thread asks often.
     """
     gen = gens.open_generation(gen_dir, with_fts=False) if gen_dir else gens.open_live(idx, with_fts=False)[0]
     if gen is None:
@@ -376,8 +378,8 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
     ready: dict[int, np.ndarray] = {}
     last = time.monotonic()
     done = 0
-    for start in range(0, len(todo), EMBED_BATCH):
-        rows = todo[start:start + EMBED_BATCH]
+    for start in range(0, len(todo), batch):
+        rows = todo[start:start + batch]
         texts = [gen.table.text(int(r)) for r in rows]
         vectors = embedder.embed_documents(texts, progress=progress.advance)
         for row, vector in zip(rows.tolist(), vectors, strict=True):

@@ -11,9 +11,11 @@ project (``watchfiles``: inotify on Linux) and, for every burst of changes:
    publishes a generation whose full-text index is updated incrementally. The engine
    sees the new generation at its next query (it stats ``CURRENT``).
 2. **Vectors behind**: the new chunks are embedded in the background by a second,
-   single-threaded model session in a lowered-priority thread, so queries keep the
-   cores; vectors are published by chunk id every few seconds and whenever new
-   changes arrive (``should_stop``), then embedding resumes on the newest generation.
+   single-threaded model session in a thread of its own at lowered priority, so
+   queries and rescans keep the cores (a rescan never waits behind an embedding
+   batch); vectors are published by chunk id every few seconds and whenever new
+   changes arrive (``should_stop``, asked every ``BACKGROUND_BATCH`` chunks), then
+   embedding resumes on the newest generation.
 
 Rules:
 
@@ -48,6 +50,9 @@ MASS_CHANGE = 500
 #: watchfiles groups events until none arrive for STEP_MS (at most DEBOUNCE_MS).
 STEP_MS, DEBOUNCE_MS = 30, 400
 CHECKPOINT_S = 10.0
+#: Chunks per background batch: on one lowered-priority thread of a loaded machine a batch
+#: takes ~1 s, so newer changes never wait long for the embedder to yield.
+BACKGROUND_BATCH = 16
 LOCK_WAIT_S = 2.0
 RETRY_S = 1.0
 _NEVER_WATCHED = ("/.code-indexer/", "/.git/")
@@ -67,6 +72,7 @@ class Refresher:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._embedder: Any = None
+        self._embed_wanted = threading.Event()
         self.watching = False
         self.watch_error: str | None = None
         self.busy = False
@@ -78,13 +84,15 @@ class Refresher:
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        for name, target in (("cidx-watch", self._watch), ("cidx-refresh", self._work)):
+        for name, target in (("cidx-watch", self._watch), ("cidx-refresh", self._work),
+                             ("cidx-embed", self._embed_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
+        self._embed_wanted.set()
         with self._cond:
             self._cond.notify_all()
         for thread in self._threads:
@@ -163,10 +171,6 @@ class Refresher:
     # ------------------------------------------------------------ the worker
 
     def _work(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # queries first
-        except (AttributeError, OSError):
-            pass
         while not self._stop.is_set():
             with self._cond:
                 while not (self._queued or self._full_rescan) and not self._stop.is_set():
@@ -215,8 +219,20 @@ class Refresher:
             log.info("refreshed %s: %d changed, %d removed, %d pending embedding, in %.3fs",
                      stats.generation, stats.changed_files, stats.deleted_files, stats.pending,
                      self.last_refresh_s)
-        self._embed()
+        self._embed_wanted.set()
         return True
+
+    def _embed_loop(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # queries and rescans first
+        except (AttributeError, OSError):
+            pass
+        while not self._stop.is_set():
+            self._embed_wanted.wait()
+            self._embed_wanted.clear()
+            if self._stop.is_set():
+                return
+            self._embed()
 
     def _embed(self) -> None:
         """Embed what the live generation lacks; yield to newer changes as they arrive."""
@@ -229,7 +245,7 @@ class Refresher:
             embedder = self._background_embedder(gen.meta["embedder"])
             stats = IndexStats(generation=gen.name)
             embed_pending(self.idx, cfgmod.config_dir(self.config_path), embedder, stats, _Silent(),
-                          CHECKPOINT_S, should_stop=self._changes_waiting)
+                          CHECKPOINT_S, should_stop=self._changes_waiting, batch=BACKGROUND_BATCH)
             self.embedded += stats.embedded
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
