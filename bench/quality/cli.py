@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine_fp = cidx.engine_fingerprint()
     except ImportError as exc:
-        say(f"error: {exc}\n(run with .venv-dev/bin/python after `python3 build.py test`, or .venv/bin/python after `build.py install`)")
+        say(f"error: {exc}\n(run with .venv-dev/bin/python after `python3 build.py test`, "
+            "or .venv/bin/python after `build.py install`)")
         return 2
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []

@@ -83,6 +83,7 @@ def _prune(corpus_dir: Path) -> None:
     ready = sorted((d for d in keys if (d / READY).exists()), key=lambda d: (d / READY).stat().st_mtime,
                    reverse=True)
     # an unfinished one may be another benchmark's build in progress: only abandoned ones go
-    abandoned = [d for d in keys if not (d / READY).exists() and time.time() - d.stat().st_mtime > ABANDONED_S]
+    abandoned = [d for d in keys
+                 if not (d / READY).exists() and time.time() - d.stat().st_mtime > ABANDONED_S]
     for stale in ready[KEEP_PER_CORPUS:] + abandoned:
         shutil.rmtree(stale, ignore_errors=True)

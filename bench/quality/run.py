@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """cidx search-quality benchmark: ``python bench/quality/run.py --help``.
 
-Run it with an interpreter that can import the daemon package (``.venv-dev/bin/python`` after ``build.py test``).
+Run it with an interpreter that can import the daemon package
+(``.venv-dev/bin/python`` after ``build.py test``).
 """
 
 from __future__ import annotations
