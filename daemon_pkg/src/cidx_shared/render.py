@@ -132,7 +132,8 @@ def render_human(doc: dict[str, Any], *, total_s: float | None = None, quiet: bo
     if not quiet:
         out.append(timing_line(doc, total_s))
         noun = "result" if len(results) == 1 else "results"
-        head = f"Found {len(results)} {noun} ({doc.get('mode')}) for '{clean(str(doc.get('query')))}'"
+        label = "regex" if (doc.get("request") or {}).get("regex") else doc.get("mode")
+        head = f"Found {len(results)} {noun} ({label}) for '{clean(str(doc.get('query')))}'"
         pending = doc.get("pending") or {}
         if pending.get("files"):
             head += f" · {pending['files']} changed file(s) being indexed"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from cidx_daemon.search.fts import analyzer
-from cidx_daemon.search.fts.highlight import Snippet
+from cidx_daemon.search.fts.highlight import Snippet, window
 
 #: Words too common in queries and code to point at a line.
 _STOP = frozenset((
@@ -48,7 +48,4 @@ def best_line(lines: list[str], terms: frozenset[str]) -> int:
 def snippet_for(text: str, start_line: int, query: str, context: int) -> Snippet:
     """``context`` lines either side of the best line (file-absolute numbers)."""
     lines = analyzer.chunk_lines(text)
-    best = best_line(lines, query_terms(query))
-    lo, hi = max(0, best - context), min(len(lines), best + context + 1)
-    return Snippet(start_line=start_line + lo, lines=[ln.rstrip("\r") for ln in lines[lo:hi]],
-                   line=start_line + best)
+    return window(lines, start_line, best_line(lines, query_terms(query)), context)

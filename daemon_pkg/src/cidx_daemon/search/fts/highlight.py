@@ -101,7 +101,17 @@ def snippet(text: str, start_line: int, spans: Spans, context: int) -> Snippet |
         return None
     lines = analyzer.chunk_lines(text)
     best = min(spans, key=lambda i: (-len(_merge(spans[i])), i))
+    return window(lines, start_line, best, context)
+
+
+def window(lines: list[str], start_line: int, best: int, context: int) -> Snippet:
+    """``context`` lines either side of ``best``, without blank lines at either edge
+    (they cost a reader's screen and an agent's tokens and say nothing)."""
     lo, hi = max(0, best - context), min(len(lines), best + context + 1)
+    while lo < best and not lines[lo].strip():
+        lo += 1
+    while hi - 1 > best and not lines[hi - 1].strip():
+        hi -= 1
     return Snippet(start_line=start_line + lo, lines=[ln.rstrip("\r") for ln in lines[lo:hi]],
                    line=start_line + best)
 

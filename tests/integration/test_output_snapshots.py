@@ -1,0 +1,79 @@
+"""Snapshots of what a user sees: the human output of every mode, on a terminal and piped.
+
+The renderer is shared by the daemon and standalone modes (one result document, one
+renderer), so a layout change shows here as a diff of the files under ``snapshots/``.
+Run with ``CIDX_UPDATE_SNAPSHOTS=1`` to rewrite them after an intended change, then read
+the diff. Only what varies from run to run is masked: the time in the header and, for the
+modes that involve the model, the scores (their last digit may differ between CPUs).
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from client_helpers import cidx, client_env
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+MODES = {
+    "fts": ["retry backoff", "--fts"],
+    "semantic": ["open a url with a timeout"],
+    "hybrid": ["open a url with a timeout", "--fts", "--semantic"],
+    "regex": [r"def \w+_sort", "--regex"],
+}
+
+
+def _on_a_terminal(argv: list[str], cwd: Path) -> str:
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, env=client_env(), stdout=follower, stderr=follower,
+                            stdin=subprocess.DEVNULL)
+    os.close(follower)
+    out = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    proc.wait(timeout=60)
+    os.close(leader)
+    return out.decode("utf-8").replace("\r\n", "\n")
+
+
+def _normalise(text: str, mode: str) -> str:
+    text = re.sub(r"Query completed in [^\n]*", "Query completed in <time>", text)
+    if mode in ("semantic", "hybrid"):
+        text = re.sub(r"score \d\.\d+", "score <score>", text)
+    return text
+
+
+@pytest.mark.parametrize("where", ["terminal", "pipe"])
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_human_output_matches_its_snapshot(project: Path, mode: str, where: str) -> None:
+    args = ["query", *MODES[mode], "--limit", "3"]
+    if where == "terminal":
+        out = _on_a_terminal([sys.executable, "-m", "cidx", *args], project)
+    else:
+        proc = cidx(*args, cwd=project)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        out = proc.stdout
+    assert ("\x1b[" in out) == (where == "terminal")  # colour on a terminal only
+    got = _normalise(out, mode)
+    path = SNAPSHOTS / f"query-{mode}-{where}.txt"
+    if os.environ.get("CIDX_UPDATE_SNAPSHOTS") == "1" or not path.exists():
+        SNAPSHOTS.mkdir(exist_ok=True)
+        path.write_text(got, encoding="utf-8")
+        assert os.environ.get("CIDX_UPDATE_SNAPSHOTS") == "1", f"{path.name} was missing: written, check it in"
+    assert got == path.read_text(encoding="utf-8"), f"output differs from {path.name}"
