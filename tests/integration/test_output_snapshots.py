@@ -75,5 +75,5 @@ def test_human_output_matches_its_snapshot(project: Path, mode: str, where: str)
     if os.environ.get("CIDX_UPDATE_SNAPSHOTS") == "1" or not path.exists():
         SNAPSHOTS.mkdir(exist_ok=True)
         path.write_text(got, encoding="utf-8")
-        assert os.environ.get("CIDX_UPDATE_SNAPSHOTS") == "1", f"{path.name} was missing: written, check it in"
+        assert os.environ.get("CIDX_UPDATE_SNAPSHOTS") == "1", f"{path.name} was missing: written, commit it"
     assert got == path.read_text(encoding="utf-8"), f"output differs from {path.name}"
