@@ -365,7 +365,7 @@ def _text(text: str) -> dict[str, Any]:
 
 def tool_error(message: str) -> dict[str, Any]:
     """A failed tool call: one line, ``isError``, so the model reads it and can try again."""
-    line = " ".join(render.clean(str(message)).split()) or "unknown error"
+    line = render.clean(" ".join(str(message).split())) or "unknown error"
     return {"content": [_text(f"error: {line}")], "isError": True}
 
 
