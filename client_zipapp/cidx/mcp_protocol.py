@@ -402,7 +402,7 @@ def parse(line: str | bytes) -> Message:
     """Classify one line of input; never raises."""
     try:
         msg = jsontext.loads(line)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+    except Exception:  # ValueError (UnicodeDecodeError too), RecursionError: one bad line, not a dead server
         return Message("invalid", reply=error_reply(None, PARSE_ERROR, "parse error: not a JSON text"))
     if isinstance(msg, list):
         return Message("invalid", reply=error_reply(None, INVALID_REQUEST,
@@ -440,6 +440,14 @@ def encode(reply: dict[str, Any]) -> str:
     return jsontext.dumps(reply, ensure_ascii=True)
 
 
+def encode_reply(msg: Message, reply: dict[str, Any]) -> str:
+    """``encode``; a reply that cannot be encoded becomes an internal error, still a reply."""
+    try:
+        return encode(reply)
+    except (TypeError, ValueError) as exc:
+        return encode(error_reply(msg.id, INTERNAL_ERROR, f"internal error: unencodable reply ({exc})"))
+
+
 class Session:
     """One client's session: the negotiated version and the dispatch of its requests.
 
@@ -454,8 +462,11 @@ class Session:
 
     def handle_line(self, line: str | bytes) -> str | None:
         """The reply line for an input line, or None (notifications, responses)."""
-        reply = self.respond(parse(line))
-        return None if reply is None else encode(reply)
+        return self.reply_line(parse(line))
+
+    def reply_line(self, msg: Message) -> str | None:
+        reply = self.respond(msg)
+        return None if reply is None else encode_reply(msg, reply)
 
     def respond(self, msg: Message) -> dict[str, Any] | None:
         if msg.kind == "invalid":

@@ -30,7 +30,7 @@ from cidx_shared import config as cfgmod
 from cidx_shared import jsontext
 
 from . import __version__
-from .mcp_protocol import LATEST_VERSION, Session, ToolFailure, parse
+from .mcp_protocol import LATEST_VERSION, Message, Session, ToolFailure, encode_reply, parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -174,13 +174,11 @@ def serve(project: str | None = None, *, stdin: BinaryIO | None = None) -> int:
     return 0
 
 
-def _answer(session: Session, msg: Any, writer: _Writer) -> None:
-    from .mcp_protocol import encode
-
+def _answer(session: Session, msg: Message, writer: _Writer) -> None:
     reply = session.respond(msg)
     if reply is None:
         return
     result = reply.get("result")
     if isinstance(result, dict) and result.get("isError"):
-        log(f"tool call {msg.id!r} failed: {result['content'][0]['text']}")
-    writer.write(encode(reply))
+        log(f"tool call {msg.id!r}: {result['content'][0]['text']}")
+    writer.write(encode_reply(msg, reply))
