@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and each command's own (whose errors print its own usage)."""
-    from cidx_shared.cli_args import CliParser, add_query_arguments
+    from cidx_shared.cli_args import CliParser, RawDescriptionFormatter, add_query_arguments
 
     p = CliParser(prog="cidx", description=(
         "Semantic, full-text and hybrid code search, answered by a warm per-project daemon."),
@@ -77,7 +77,8 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     d.add_argument("--json", action="store_true", help="status as JSON")
 
     m = sub.add_parser("mcp", help="serve code search to AI agents (Model Context Protocol on stdio)",
-                       description=MCP_DESCRIPTION, epilog=MCP_EPILOG, formatter_class=raw_formatter())
+                       description=MCP_DESCRIPTION, epilog=MCP_EPILOG,
+                       formatter_class=RawDescriptionFormatter)
     m.add_argument("--project", metavar="DIR", default=None,
                    help="the project to serve (default: the one around the working directory, "
                         "as for every command)")
@@ -98,8 +99,9 @@ standalone when the daemon cannot serve."""
 
 MCP_EPILOG = """\
 tools:
-  search   semantic, full-text (mode fts) or hybrid search, with every option of
-           'cidx query' (limit, language, path_filter, regex, fuzzy, ...). The
+  search   full-text (mode fts: identifiers, strings, error messages), semantic
+           (behaviour described in words) or hybrid (the default) search, with
+           every option of 'cidx query' (limit, language, path_filter, regex...). The
            answer fits in about max_tokens tokens (default 2000): snippets are
            shortened, then the last results dropped, and the text says so.
            Text content as 'cidx query' prints it (no colour, paths relative to
@@ -114,18 +116,6 @@ add it to an agent:
 
 stdout carries protocol messages only; logs go to stderr. A failing tool answers
 with isError and one line; the server keeps serving. Run 'cidx index' once first."""
-
-
-def raw_formatter() -> type:
-    """The shared help formatter, keeping the MCP help's line breaks (the config snippet)."""
-    import argparse
-
-    from cidx_shared.cli_args import _Formatter
-
-    class RawFormatter(argparse.RawDescriptionHelpFormatter, _Formatter):
-        pass
-
-    return RawFormatter
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from cidx_shared.schema import QUERY_OPTIONS
-from client_helpers import client_env, daemon_pids, kill_daemon
+from client_helpers import cidx, client_env, daemon_pids, kill_daemon
 
 mcp = pytest.importorskip("mcp")
 from mcp import ClientSession  # noqa: E402
@@ -189,3 +189,12 @@ def test_stdout_carries_protocol_messages_only(pyz: Path, project: Path) -> None
     assert by_id[3]["error"]["code"] == -32601
     assert by_id[None]["error"]["code"] == -32700
     assert os.path.exists(project / ".code-indexer" / "daemon.sock")
+
+
+def test_help_says_what_it_serves_and_how_to_add_it(tmp_path: Path) -> None:
+    proc = cidx("mcp", "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == ""
+    for words in ("Model Context Protocol", "2025-06-18", "search", "status", "index", "max_tokens",
+                  "default 2000", "claude mcp add cidx -- cidx mcp", '"mcpServers"', "stderr"):
+        assert words in proc.stdout, words
+    assert "mcp" in cidx("--help", cwd=tmp_path).stdout
