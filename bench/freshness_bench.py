@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--edits", type=int, default=50, help="edits to time (default 50)")
     ap.add_argument("--semantic-edits", type=int, default=5,
                     help="of those, how many to follow until semantic search finds them (default 5)")
-    ap.add_argument("--install-dir", type=Path, help="bin dir with cidx and cidx-daemon (default: build.py install)")
+    ap.add_argument("--install-dir", type=Path,
+                    help="bin dir with cidx and cidx-daemon (default: build.py install)")
     ap.add_argument("--python", help="interpreter for the install (default: this one, resolved past shims)")
     ap.add_argument("--cache", type=Path, default=ws.DEFAULT_CACHE)
     ap.add_argument("--seed", type=int, default=12)
@@ -104,7 +105,8 @@ def _run(args: argparse.Namespace) -> int:
             for i in range(args.edits):
                 rel = rng.choice(rels)
                 name = f"fresh_marker_{args.seed}_{i}_{rng.randrange(10**9)}"
-                words = f"reconcile ledger entries against the {rng.choice(['zebra', 'walrus', 'heron'])} quota {i}"
+                animal = rng.choice(["zebra", "walrus", "heron"])
+                words = f"reconcile ledger entries against the {animal} quota {i}"
                 with (root / rel).open("a", encoding="utf-8") as handle:
                     handle.write(f"\n\ndef {name}(entries):\n    \"\"\"{words.capitalize()}.\"\"\"\n"
                                  "    return [e for e in entries if e]\n")
@@ -136,7 +138,8 @@ def _settle(install: ws.Install, root: Path) -> None:
     raise BenchError("the daemon's watcher did not settle within 60 s")
 
 
-def _report(python: str, fts: list[float], sem: list[float], polls: list[int], args: argparse.Namespace) -> None:
+def _report(python: str, fts: list[float], sem: list[float], polls: list[int],
+            args: argparse.Namespace) -> None:
     f = Stats(fts)
     print(f"\n## Freshness: save → found through the daemon ({len(fts)} edits, quick stdlib corpus)\n")
     print(f"interpreter: {python}; load average {', '.join(f'{x:.2f}' for x in load_average())}")
@@ -145,8 +148,8 @@ def _report(python: str, fts: list[float], sem: list[float], polls: list[int], a
           f"({'met' if f.percentile(0.95) <= 1000 else 'MISSED'}) |")
     if sem:
         s = Stats(sem)
-        print(f"| semantic (first {len(sem)}) | {s.median:.0f} ms | {s.percentile(0.95):.0f} ms | {s.max:.0f} ms | "
-              "as soon as embedded |")
+        print(f"| semantic (first {len(sem)}) | {s.median:.0f} ms | {s.percentile(0.95):.0f} ms | "
+              f"{s.max:.0f} ms | as soon as embedded |")
     print(f"\nqueries per edit until found: median {sorted(polls)[len(polls) // 2]}; "
           f"resolution ≈ one query (~30 ms) + {POLL_S * 1000:.0f} ms")
     os.makedirs(args.cache, exist_ok=True)
