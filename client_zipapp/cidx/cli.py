@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and each command's own (whose errors print its own usage)."""
-    from cidx_shared.cli_args import CliParser, add_query_arguments
+    from cidx_shared.cli_args import CliParser, RawDescriptionFormatter, add_query_arguments
 
     p = CliParser(prog="cidx", description=(
         "Semantic, full-text and hybrid code search, answered by a warm per-project daemon."),
@@ -76,10 +76,46 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     d.add_argument("action", choices=("start", "stop", "status", "restart"))
     d.add_argument("--json", action="store_true", help="status as JSON")
 
+    m = sub.add_parser("mcp", help="serve code search to AI agents (Model Context Protocol on stdio)",
+                       description=MCP_DESCRIPTION, epilog=MCP_EPILOG,
+                       formatter_class=RawDescriptionFormatter)
+    m.add_argument("--project", metavar="DIR", default=None,
+                   help="the project to serve (default: the one around the working directory, "
+                        "as for every command)")
+
     for name, text in HANDED_OFF.items():
         # Listed for --help only: main() hands these to cidx-daemon before argparse runs.
         sub.add_parser(name, help=text, add_help=False)
-    return p, {"query": q, "init": i, "config": c, "daemon": d}
+    return p, {"query": q, "init": i, "config": c, "daemon": d, "mcp": m}
+
+
+MCP_DESCRIPTION = """\
+Serve this project's code search to AI agents over the Model Context Protocol:
+JSON-RPC 2.0, one message per line on stdin/stdout, protocol revision 2025-06-18
+(2025-03-26 and 2024-11-05 are accepted too). An agent starts this command and
+talks to it; there is nothing to type. Searches go through the same per-project
+daemon as 'cidx query': started on first use, restarted after a crash, or run
+standalone when the daemon cannot serve."""
+
+MCP_EPILOG = """\
+tools:
+  search   full-text (mode fts: identifiers, strings, error messages), semantic
+           (behaviour described in words) or hybrid (the default) search, with
+           every option of 'cidx query' (limit, language, path_filter, regex...). The
+           answer fits in about max_tokens tokens (default 2000): snippets are
+           shortened, then the last results dropped, and the text says so.
+           Text content as 'cidx query' prints it (no colour, paths relative to
+           the project root) plus the JSON result document as structuredContent.
+  status   the index (as 'cidx status') and the daemon's state
+  index    refresh the index incrementally (as 'cidx index'); one summary line
+
+add it to an agent:
+  Claude Code:             claude mcp add cidx -- cidx mcp
+  Claude Desktop, Cursor:  {"mcpServers": {"cidx": {"command": "cidx",
+                              "args": ["mcp", "--project", "/path/to/repo"]}}}
+
+stdout carries protocol messages only; logs go to stderr. A failing tool answers
+with isError and one line; the server keeps serving. Run 'cidx index' once first."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +195,10 @@ def _dispatch(args: argparse.Namespace, started: float) -> int:
         return cmd_query(args, started)
     if cmd == "init":
         return cmd_init(args)
+    if cmd == "mcp":
+        from .mcp_server import serve
+
+        return serve(args.project)
     if cmd == "config":
         config_path, cfg = _project()
         return cmd_config(args, config_path, cfg)
@@ -177,6 +217,16 @@ def cmd_query(args: argparse.Namespace, started: float) -> int:
 
 
 def run_query(req: dict, started: float, output: dict) -> int:
+    return print_document(query_document(req), output, total_s=time.perf_counter() - started)
+
+
+def query_document(req: dict) -> dict:
+    """The result (or error) document for a raw request, printed by nobody.
+
+    One path for ``cidx query`` and the MCP search tool, so both get the same project
+    lookup, the same "no index yet" answer and the same recovery (daemon, restart,
+    standalone). Raises UsageError when there is no project or a value is not UTF-8.
+    """
     from cidx_shared.schema import undecodable_argument
 
     bad = undecodable_argument(req)  # bytes at the edge: nothing is started or sent for them
@@ -188,17 +238,14 @@ def run_query(req: dict, started: float, output: dict) -> int:
         from cidx_shared.schema import make_error_document
 
         root = os.path.dirname(os.path.dirname(config_path))
-        doc = make_error_document("no_index", f"no index yet in {root}: run 'cidx index' first")
-        return print_document(doc, output, total_s=time.perf_counter() - started)
+        return make_error_document("no_index", f"no index yet in {root}: run 'cidx index' first")
     if cfg["daemon"]["enabled"]:
         from .delegate import query_via_daemon
 
-        doc = query_via_daemon(cfg, config_path, req)
-    else:
-        from .standalone import run_query
+        return query_via_daemon(cfg, config_path, req)
+    from .standalone import run_query
 
-        doc = run_query(cfg, config_path, req)
-    return print_document(doc, output, total_s=time.perf_counter() - started)
+    return run_query(cfg, config_path, req)
 
 
 def print_document(doc: dict, output: dict, *, total_s: float) -> int:

@@ -168,6 +168,7 @@ def test_query_path_imports_only_the_client(project: Path) -> None:
         "cidx_daemon", "rpyc", "rich", "numpy", "subprocess", "argparse", "pathlib", "threading",
         "json", "re")}
     assert heavy == set()  # the canonical query spelling never needs argparse (schema.parse_query_argv)
+    assert not {m for m in imported if m.startswith("cidx.mcp")}  # the MCP server loads for `cidx mcp` only
 
 
 def test_query_from_a_subdirectory_finds_the_project(project: Path) -> None:

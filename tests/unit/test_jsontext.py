@@ -50,6 +50,19 @@ def test_deep_nesting_is_a_recursion_error_not_a_crash() -> None:
         jsontext.loads("[" * 100_000 + "]" * 100_000)
 
 
+def test_bad_json_is_a_value_error_where_json_was_never_imported() -> None:
+    """The C scanner words its errors with json.decoder's class, but only if json is loaded."""
+    code = ("import sys; from cidx_shared import jsontext\n"
+            "for bad in ('{oops', '\"abc', '[1 2]', '{\"a\" 1}', '[1,'):\n"
+            "    try:\n        jsontext.loads(bad)\n"
+            "    except ValueError:\n        print('ValueError')\n"
+            "print('json' in sys.modules)")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, "
+                          f"{str(ROOT / 'daemon_pkg' / 'src')!r})\n{code}"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["ValueError"] * 5 + ["False"]
+
+
 def test_importing_it_imports_neither_json_nor_re() -> None:
     code = ("import sys; from cidx_shared import jsontext; jsontext.loads(jsontext.dumps({'a': [1.5]})); "
             "print(sorted(m for m in ('json', 're') if m in sys.modules))")

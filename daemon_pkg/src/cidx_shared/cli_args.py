@@ -30,6 +30,10 @@ class _Formatter(argparse.HelpFormatter):
         super().__init__(prog, indent_increment, max_help_position, width)
 
 
+class RawDescriptionFormatter(argparse.RawDescriptionHelpFormatter, _Formatter):
+    """Keeps the description's and epilog's line breaks: a config snippet must stay as written."""
+
+
 def _terminal_width() -> int:
     import os
 

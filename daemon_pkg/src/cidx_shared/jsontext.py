@@ -59,6 +59,11 @@ def loads(text: str | bytes) -> Any:
         value, end = _scan(text, i)
     except StopIteration as exc:
         raise ValueError(f"not JSON: nothing valid at character {exc.value}") from None
+    except SystemError:
+        # The scanner explains most errors with json.decoder.JSONDecodeError, looked up in
+        # sys.modules only: where nothing imported json (this module's point) it raises
+        # nothing, and the interpreter reports "returned NULL without setting an exception".
+        raise ValueError("not JSON") from None
     while end < n and text[end] in _WS:
         end += 1
     if end != n:

@@ -124,13 +124,15 @@ def timing_line(doc: dict[str, Any], total_s: float | None) -> str:
 
 
 def render_human(doc: dict[str, Any], *, total_s: float | None = None, quiet: bool = False,
-                 style: Style | None = None, cwd: str | None = None) -> str:
-    """Human output. The first line is the timing line (absent with ``quiet``)."""
+                 style: Style | None = None, cwd: str | None = None, timing: bool = True) -> str:
+    """Human output. The first line is the timing line (absent with ``quiet``, or without
+    ``timing``: a model reading the MCP tool's text pays tokens for it and learns nothing)."""
     style = style or Style(False)
     results = doc.get("results") or []
     out: list[str] = []
     if not quiet:
-        out.append(timing_line(doc, total_s))
+        if timing:
+            out.append(timing_line(doc, total_s))
         noun = "result" if len(results) == 1 else "results"
         label = "regex" if (doc.get("request") or {}).get("regex") else doc.get("mode")
         head = f"Found {len(results)} {noun} ({label}) for '{clean(str(doc.get('query')))}'"

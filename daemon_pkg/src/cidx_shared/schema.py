@@ -139,6 +139,8 @@ OUTPUT_OPTIONS: tuple[Option, ...] = (
 )
 
 _FTS_ONLY = ("case_sensitive", "ignore_case", "fuzzy", "edit_distance", "regex")
+#: Options that only the full-text leg reads (the MCP tool picks its mode from them).
+FTS_ONLY_KEYS = _FTS_ONLY
 _BY_KEY = {o.key: o for o in QUERY_OPTIONS}
 REQUEST_KEYS = frozenset(("query", *_BY_KEY))
 _BY_FLAG = {spelling: o for o in (*QUERY_OPTIONS, *OUTPUT_OPTIONS)
