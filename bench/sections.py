@@ -370,8 +370,8 @@ def large_corpus(ctx: Context, large: Project, record: dict, runs: int,
         "`cidx-daemon index` cannot skip embedding (hours at this size), so this index was built by "
         "bench/fts_only_index.py: the real indexer with an embedder that returns zero vectors. The FTS "
         "index is the real one; semantic search on it would be meaningless and is not measured.",
-        f"FTS-only index build: {stats['chunks']} chunks, walk+chunk {secs(timings['walk_chunk'])}, "
-        f"FTS {secs(timings['fts'])}, total {secs(timings['total'])}"
+        f"FTS-only index build: {stats['chunks']} chunks, walk+chunk {secs(timings['scan'])}, "
+        f"FTS {secs(timings.get('fts_first', 0.0))}, total {secs(timings['total'])}"
         + (" (cached from an earlier run)" if record.get("cached") else "") + "; daemon RSS "
         + (f"{rss / 1024:.0f} MiB" if rss else "unknown") + " after these queries.",
         f"{runs} interleaved runs per command per query.",
@@ -406,9 +406,10 @@ def indexing(ctx: Context, record: dict, runs: int, rss: dict[str, int | None]) 
     chunks = stats["chunks"]
     full_rows = [
         ["files / chunks", f"{stats['files']} / {chunks}"],
-        ["walk + chunk", secs(timings["walk_chunk"])],
-        ["embed", f"{secs(timings['embed'])} ({chunks / max(timings['embed'], 1e-9):.1f} chunks/s)"],
-        ["FTS build", secs(timings["fts"])],
+        ["walk + chunk (scan)", secs(timings["scan"])],
+        ["full-text index, published first", secs(timings.get("fts_first", 0.0))],
+        ["embed", f"{secs(timings.get('embed', 0.0))} "
+                  f"({chunks / max(timings.get('embed', 0.0), 1e-9):.1f} chunks/s)"],
         ["total (indexer) / wall (process)",
          f"{timings['total']:.1f} s / {record['wall_s']:.1f} s "
          f"({chunks / max(timings['total'], 1e-9):.1f} chunks/s overall)"],
