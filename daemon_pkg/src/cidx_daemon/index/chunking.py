@@ -61,7 +61,8 @@ class Chunk:
     scope: str | None = None
 
 
-def chunk_file(text: str, language: str | None, *, path: str | None = None, max_chars: int = 800) -> list[Chunk]:
+def chunk_file(text: str, language: str | None, *, path: str | None = None,
+               max_chars: int = 800) -> list[Chunk]:
     """The chunks of one file: cut at its syntax where a grammar parses it, else by
     ``chunk_text``. Syntax chunks never overlap; regex chunks may (see the module doc)."""
     if language:

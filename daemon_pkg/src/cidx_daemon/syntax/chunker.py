@@ -75,7 +75,8 @@ def _end_row(node: Any) -> int:
     return int(end.row)
 
 
-def chunk_syntax(text: str, language: str, *, path: str | None = None, max_chars: int = 800) -> list[Chunk] | None:
+def chunk_syntax(text: str, language: str, *, path: str | None = None,
+                 max_chars: int = 800) -> list[Chunk] | None:
     """Chunks cut at definitions with their symbols (see the module doc), or None to fall back."""
     grammar = grammar_name(language, path)
     if grammar is None or max_chars < 1:

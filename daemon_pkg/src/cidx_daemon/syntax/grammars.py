@@ -9,7 +9,7 @@ keeps its own; the ``Language`` objects behind them are shared.
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 #: Our language name (``cidx_daemon.languages``) -> the language pack's grammar name.
@@ -50,7 +50,7 @@ def grammar_name(language: str, path: str | None = None) -> str | None:
     return base
 
 
-@lru_cache(maxsize=None)
+@cache
 def _language(name: str) -> Any:
     """The compiled grammar, or None when this install cannot load it (then: regex)."""
     try:
