@@ -402,3 +402,59 @@ def test_ranking_trusts_the_symbol_index_over_the_regex() -> None:
     out = rank(legs, query="Pool", limit=10, text_of=texts.__getitem__, path_of=paths.__getitem__,
                symbols=Index())
     assert out[0].row == 1 and out[0].ranks == {"symbol": 1}
+
+
+class _Index:
+    """A symbol index over hand-made rows (what ``ChunkTable.symbol_index`` answers)."""
+
+    def __init__(self, defs: dict[int, Symbol], n: int) -> None:
+        self.defs = defs
+        self.syntax_rows = np.ones(n, dtype=bool)
+
+    def lookup(self, name: str, *, fold: bool = False) -> list[tuple[int, Symbol]]:
+        return [(row, sym) for row, sym in sorted(self.defs.items()) if sym.name == name]
+
+
+def test_a_lone_word_the_code_defines_is_an_identifier_query() -> None:
+    texts = {0: "the g object is handy", 1: "g: _AppCtxGlobals = LocalProxy(...)"}
+    paths = {0: "docs.py", 1: "src/flask/globals.py"}
+    legs = {"fts": [(0, 9.0)], "semantic": [(0, 0.9)]}
+    out = rank(legs, query="g", limit=10, text_of=texts.__getitem__, path_of=paths.__getitem__,
+               symbols=_Index({1: Symbol("g", "variable", "", 1)}, 2))
+    assert out[0].row == 1
+
+
+def test_the_shallowest_definition_of_a_name_comes_first() -> None:
+    texts = {0: "class Config:", 1: "class Config:"}
+    paths = {0: "pkg/v1/config.py", 1: "pkg/config.py"}
+    out = rank({"fts": [(0, 9.0), (1, 8.0)]}, query="Config", limit=10, text_of=texts.__getitem__,
+               path_of=paths.__getitem__,
+               symbols=_Index({0: Symbol("Config", "class", "", 1), 1: Symbol("Config", "class", "", 1)}, 2))
+    assert [r.row for r in out[:2]] == [1, 0]
+
+
+def test_a_qualified_query_prefers_the_named_owner() -> None:
+    texts = {0: "def send(self):", 1: "def send(self):"}
+    paths = {0: "a.py", 1: "b.py"}
+    out = rank({"fts": [(0, 9.0), (1, 8.0)]}, query="Client.send", limit=10, text_of=texts.__getitem__,
+               path_of=paths.__getitem__,
+               symbols=_Index({0: Symbol("send", "method", "Server", 1),
+                               1: Symbol("send", "method", "Client", 1)}, 2))
+    assert out[0].row == 1
+
+
+def test_the_embedder_reads_path_and_scope_above_the_text(tmp_path: Path) -> None:
+    from cidx_daemon.index.indexer import embedding_input
+
+    chunks = chunk_syntax(PYTHON, "python", max_chars=400)
+    assert chunks is not None
+    writer = ChunkTableWriter()
+    writer.add_file("pkg/m.py", "python", "h", 1, 1,
+                    ((c.start_line, c.end_line, c.text, encode_symbols(c.scope, c.symbols)) for c in chunks),
+                    range(len(chunks)))
+    writer.add_file("notes.md", "markdown", "h2", 1, 1, [(1, 1, "words")], [len(chunks)])
+    writer.write(tmp_path)
+    table = ChunkTable(tmp_path)
+    row = next(i for i, c in enumerate(chunks) if ("method", "Big.third") in names(c))
+    assert embedding_input(table, row) == f"pkg/m.py Big.third\n{chunks[row].text}"
+    assert embedding_input(table, len(chunks)) == "notes.md\nwords"

@@ -386,7 +386,7 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
     done = 0
     for start in range(0, len(todo), EMBED_BATCH):
         rows = todo[start:start + EMBED_BATCH]
-        texts = [gen.table.text(int(r)) for r in rows]
+        texts = [embedding_input(gen.table, int(r)) for r in rows]
         vectors = embedder.embed_documents(texts, progress=progress.advance)
         for row, vector in zip(rows.tolist(), vectors, strict=True):
             ready[int(gen.table.cids[row])] = vector
@@ -404,6 +404,16 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
     stats.embedded += done
     live = gens.open_live(idx, with_fts=False)[0]
     stats.pending = len(live) - live.n_embedded if live is not None else 0
+
+
+def embedding_input(table: ChunkTable, row: int) -> str:
+    """What the embedder reads for a row: its file's path and its scope (``Session.send``)
+    above its text. A method cut from its class, or a function from its module, no longer
+    carries those names in its own lines; the header gives the vector the context a reader
+    has (a query about "CLI commands" meets ``src/flask/cli.py``)."""
+    scope, _ = table.symbols(row)
+    header = " ".join(part for part in (table.file_of(row).path, scope) if part)
+    return f"{header}\n{table.text(row)}"
 
 
 def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, np.ndarray], embedder: Any,

@@ -31,6 +31,7 @@ languages outside it: bench/quality).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ class RankingParams:
     #: qualified query names, and for a value (variable, field, constant) of the name.
     qualifier_mismatch_factor: float = 0.5
     value_definition_factor: float = 1.0
+    #: Per directory level below the shallowest definition of the same name.
+    definition_depth_factor: float = 0.85
 
 
 DEFAULT = RankingParams()
@@ -189,6 +192,10 @@ def _symbol_factor(sym: Symbol, qualifier: str, params: RankingParams) -> float:
 _VALUE_KINDS = frozenset({"variable", "field", "property", "constant"})
 
 
+def _depth(path: str) -> int:
+    return path.count("/")
+
+
 # --------------------------------------------------------------------------- file roles
 
 
@@ -284,6 +291,10 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
     regex is asked only about the others).
     """
     shape = classify(query)
+    word = query.strip()
+    if shape.kind == TEXT and symbols is not None and word.isidentifier() and symbols.lookup(word):
+        # A lone word this code base defines ("quantize", "g") is an identifier too.
+        shape = dataclasses.replace(shape, kind=SYMBOL, names=(word,))
     w_sem, w_fts = params.weights[shape.kind]
     weight = {"semantic": w_sem, "fts": w_fts}
     if len(legs) == 1:
@@ -310,6 +321,10 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
         seen_rows = set(fused)
         qualifier = _qualifier(query) if shape.kind == SYMBOL else ""
         for name in shape.names:
+            # Several definitions of one name (a legacy copy, a backport, a test double): the
+            # shallowest path is the public one, so each level deeper earns a little less.
+            shallowest = min((_depth(path_of(r)) for r, _ in symbols.lookup(name)), default=0) \
+                if symbols is not None else 0
             rows = set(seen_rows)
             defined: dict[int, Symbol] = {}
             if symbols is not None:
@@ -333,6 +348,7 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
                     name.lower().rstrip("s") in stem_words else 1.0
                 if sym is not None:
                     factor *= _symbol_factor(sym, qualifier, params)
+                    factor *= params.definition_depth_factor ** max(0, _depth(path_of(row)) - shallowest)
                 if row not in fused:
                     if injected >= params.max_injected:
                         continue
