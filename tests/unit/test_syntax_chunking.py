@@ -424,15 +424,6 @@ def test_a_lone_word_the_code_defines_is_an_identifier_query() -> None:
     assert out[0].row == 1
 
 
-def test_the_shallowest_definition_of_a_name_comes_first() -> None:
-    texts = {0: "class Config:", 1: "class Config:"}
-    paths = {0: "pkg/v1/config.py", 1: "pkg/config.py"}
-    out = rank({"fts": [(0, 9.0), (1, 8.0)]}, query="Config", limit=10, text_of=texts.__getitem__,
-               path_of=paths.__getitem__,
-               symbols=_Index({0: Symbol("Config", "class", "", 1), 1: Symbol("Config", "class", "", 1)}, 2))
-    assert [r.row for r in out[:2]] == [1, 0]
-
-
 def test_a_qualified_query_prefers_the_named_owner() -> None:
     texts = {0: "def send(self):", 1: "def send(self):"}
     paths = {0: "a.py", 1: "b.py"}

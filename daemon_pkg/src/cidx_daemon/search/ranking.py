@@ -15,7 +15,10 @@ knowable from the code itself rather than from any one benchmark:
   sure about keeps most of that certainty (rank fusion flattened it).
 * **Definitions first**: a chunk that defines a name the query mentions is lifted above
   the chunks that only use it, and definitions neither leg retrieved are brought in
-  (the symbol lookup), more so when the file is named after the symbol.
+  (the symbol lookup), more so when the file is named after the symbol. Chunks cut from a
+  syntax tree list what they define (the chunk table's symbol index): that list is trusted
+  over the definition regex, and a qualified query (``Client.send``) prefers the named
+  owner. A lone word the code base defines ("quantize", "g") is an identifier query.
 * **Where the file is**: query words in a file's name or directory lift it
   ("session management" → ``sessions.py``).
 * **What the file is**: tests, examples, benchmarks, vendored, generated and
@@ -75,8 +78,6 @@ class RankingParams:
     #: qualified query names, and for a value (variable, field, constant) of the name.
     qualifier_mismatch_factor: float = 0.5
     value_definition_factor: float = 1.0
-    #: Per directory level below the shallowest definition of the same name.
-    definition_depth_factor: float = 0.85
 
 
 DEFAULT = RankingParams()
@@ -190,10 +191,6 @@ def _symbol_factor(sym: Symbol, qualifier: str, params: RankingParams) -> float:
 
 
 _VALUE_KINDS = frozenset({"variable", "field", "property", "constant"})
-
-
-def _depth(path: str) -> int:
-    return path.count("/")
 
 
 # --------------------------------------------------------------------------- file roles
@@ -321,10 +318,6 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
         seen_rows = set(fused)
         qualifier = _qualifier(query) if shape.kind == SYMBOL else ""
         for name in shape.names:
-            # Several definitions of one name (a legacy copy, a backport, a test double): the
-            # shallowest path is the public one, so each level deeper earns a little less.
-            shallowest = min((_depth(path_of(r)) for r, _ in symbols.lookup(name)), default=0) \
-                if symbols is not None else 0
             rows = set(seen_rows)
             defined: dict[int, Symbol] = {}
             if symbols is not None:
@@ -348,7 +341,6 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
                     name.lower().rstrip("s") in stem_words else 1.0
                 if sym is not None:
                     factor *= _symbol_factor(sym, qualifier, params)
-                    factor *= params.definition_depth_factor ** max(0, _depth(path_of(row)) - shallowest)
                 if row not in fused:
                     if injected >= params.max_injected:
                         continue
