@@ -72,7 +72,8 @@ def test_chunk_text_is_stored_once_per_generation(project: Path) -> None:
     """The full-text index keeps no text of its own: the chunk table is the only copy."""
     holders = [p.relative_to(live(project)).as_posix() for p in live(project).rglob("*")
                if p.is_file() and MARKER.encode() in p.read_bytes()]
-    assert holders == ["text.bin"]
+    # symbols.bin holds the names a chunk defines (here the marker is one), not its text.
+    assert sorted(holders) == ["symbols.bin", "text.bin"]
     assert query(project, MARKER, fts=True)["results"][0]["path"] == "marked.py"
 
 
@@ -184,3 +185,24 @@ def test_nothing_usable_is_an_index_damaged_error_not_a_traceback(project: Path)
     assert "Damage:" in daemon_cli("status", cwd=project).stdout
     assert "Indexed" in daemon_cli("index", "--quiet", cwd=project).stdout
     assert query(project, "retry", fts=True)["error"] is None
+
+
+def test_a_generation_from_before_the_syntax_chunker_opens_and_is_rechunked(project: Path) -> None:
+    """Old generations lack the symbol columns and name another chunker: they still answer
+    queries, and the next index run re-chunks every file (symbols appear)."""
+    gen_dir = live(project)
+    for column in ("symbols.bin", "sym_off.npy"):
+        (gen_dir / column).unlink()
+    meta = json.loads((gen_dir / "meta.json").read_text())
+    meta = {k: v for k, v in meta.items() if k not in ("format", "sizes")}
+    meta["chunker"] = "regex-1"
+    meta_hash = gens.write_meta(gen_dir, meta)
+    (idx_of(project) / "CURRENT").write_text(f"{gen_dir.name}\n{meta_hash}\n", encoding="ascii")
+    old = gens.open_live(idx_of(project), with_fts=False)
+    assert old[0] is not None and old[1] == [] and old[0].table.symbols(0) == (None, [])
+    assert query(project, MARKER, fts=True)["results"][0]["path"] == "marked.py"
+    stats = index_project(config_of(project))
+    assert stats.reused_files == 0 and stats.changed_files == stats.files
+    new = gens.open_live(idx_of(project), with_fts=False)[0]
+    assert new is not None and new.meta["chunker"] != "regex-1"
+    assert len(new.table.symbol_index().lookup(MARKER)) == 1

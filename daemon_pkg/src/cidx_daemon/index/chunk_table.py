@@ -20,6 +20,11 @@ Files (all inside the generation directory):
   from one generation to the next while rows are renumbered.
 * ``text.bin``     every chunk's UTF-8 text concatenated (``surrogatepass``);
   ``text_off.npy`` int64 (n + 1) byte offsets into it.
+* ``symbols.bin`` / ``sym_off.npy`` (optional: generations before the syntax chunker lack
+  them) per row what the syntax chunker found, the same way: empty for a regex chunk,
+  else its scope on the first line and one ``kind<TAB>name<TAB>parent<TAB>line`` line per
+  defined symbol. ``symbol_index`` reads them into an exact and prefix name lookup on
+  first use, so opening a table stays free.
 
 Per-chunk strings rather than one big string when decoding: CPython stores a
 string at the width of its widest character, so one emoji would make a 33 M
@@ -40,8 +45,73 @@ from typing import Any
 
 import numpy as np
 
+from cidx_daemon.index.chunking import Symbol
+
 ENCODING, ERRORS = "utf-8", "surrogatepass"
 COLUMN_FILES = ("files.json", "rows.npy", "cids.npy", "text.bin", "text_off.npy")
+#: Columns a generation may lack (written since the syntax chunker); copied when present.
+OPTIONAL_COLUMN_FILES = ("symbols.bin", "sym_off.npy")
+
+
+def encode_symbols(scope: str | None, symbols: Iterable[Symbol]) -> bytes:
+    """One row's symbol record (see the module doc); ``scope`` None: a regex chunk."""
+    if scope is None:
+        return b""
+    lines = [scope.replace("\n", " ")]
+    lines += [f"{s.kind}\t{s.name}\t{s.parent}\t{s.line}" for s in symbols]
+    return ("\n".join(lines) + "\n").encode(ENCODING, ERRORS)
+
+
+def decode_symbols(data: bytes) -> tuple[str | None, list[Symbol]]:
+    if not data:
+        return None, []
+    scope, *rest = data.decode(ENCODING, ERRORS).split("\n")
+    out = []
+    for line in rest:
+        parts = line.split("\t")
+        if len(parts) == 4:
+            out.append(Symbol(parts[1], parts[0], parts[2], int(parts[3]) if parts[3].isdigit() else 0))
+    return scope, out
+
+
+class SymbolIndex:
+    """Defined names -> rows, built once per table: exact (case-sensitive) and case-folded
+    dicts, and a sorted name list for prefix lookup."""
+
+    def __init__(self, table: ChunkTable) -> None:
+        self.exact: dict[str, list[tuple[int, Symbol]]] = {}
+        self.folded: dict[str, set[str]] = {}
+        self.syntax_rows = np.zeros(len(table), dtype=bool)
+        for row in range(len(table)):
+            scope, symbols = decode_symbols(table.raw_symbols(row))
+            if scope is None:
+                continue
+            self.syntax_rows[row] = True
+            for sym in symbols:
+                self.exact.setdefault(sym.name, []).append((row, sym))
+        for name in self.exact:
+            self.folded.setdefault(name.lower(), set()).add(name)
+        self.names = sorted(self.exact)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def lookup(self, name: str, *, fold: bool = False) -> list[tuple[int, Symbol]]:
+        """Where ``name`` is defined: (row, symbol), rows ascending."""
+        if not fold:
+            return self.exact.get(name, [])
+        hits = [hit for n in self.folded.get(name.lower(), ()) for hit in self.exact[n]]
+        return sorted(hits, key=lambda h: h[0])
+
+    def with_prefix(self, prefix: str, limit: int = 100) -> list[str]:
+        """Defined names starting with ``prefix`` (case-sensitive), sorted, at most ``limit``."""
+        at = bisect.bisect_left(self.names, prefix)
+        out = []
+        for name in itertools.islice(self.names, at, None):
+            if not name.startswith(prefix) or len(out) >= limit:
+                break
+            out.append(name)
+        return out
 
 
 @dataclass(frozen=True)
@@ -67,33 +137,38 @@ class ChunkTableWriter:
         self._rows: list[tuple[int, int, int]] = []
         self._cids: list[int] = []
         self._texts: list[bytes] = []
+        self._symbols: list[bytes] = []
 
     @property
     def n_rows(self) -> int:
         return len(self._rows)
 
     def add_file(self, path: str, language: str, hash_: str, size: int, mtime_ns: int,
-                 chunks: Iterable[tuple[int, int, str]], cids: Iterable[int]) -> FileRecord:
-        """A file's chunks as (start line, end line, text), with their (new) chunk ids."""
-        encoded = ((start, end, text.encode(ENCODING, ERRORS)) for start, end, text in chunks)
+                 chunks: Iterable[tuple[int, int, str] | tuple[int, int, str, bytes]],
+                 cids: Iterable[int]) -> FileRecord:
+        """A file's chunks as (start line, end line, text[, symbol record from
+        ``encode_symbols``]), with their (new) chunk ids."""
+        encoded = ((c[0], c[1], c[2].encode(ENCODING, ERRORS), c[3] if len(c) > 3 else b"")  # type: ignore[misc]
+                   for c in chunks)
         return self._add(path, language, hash_, size, mtime_ns, encoded, cids)
 
     def copy_file(self, table: ChunkTable, rec: FileRecord, size: int, mtime_ns: int) -> FileRecord:
         """A file unchanged since ``table``: its rows, ids and text bytes carried over as they are."""
         rows = range(rec.first_row, rec.first_row + rec.n_rows)
-        raw = ((*table.lines(r), table.raw_text(r)) for r in rows)
+        raw = ((*table.lines(r), table.raw_text(r), table.raw_symbols(r)) for r in rows)
         return self._add(rec.path, rec.language, rec.hash, size, mtime_ns, raw,
                          (int(table.cids[r]) for r in rows))
 
     def _add(self, path: str, language: str, hash_: str, size: int, mtime_ns: int,
-             rows: Iterable[tuple[int, int, bytes]], cids: Iterable[int]) -> FileRecord:
+             rows: Iterable[tuple[int, int, bytes, bytes]], cids: Iterable[int]) -> FileRecord:
         first = len(self._rows)
         file_idx = len(self.files)
-        for (start, end, data), cid in zip(rows, cids, strict=True):
+        for (start, end, data, symbols), cid in zip(rows, cids, strict=True):
             if self._cids and cid <= self._cids[-1]:
                 raise ValueError(f"chunk ids must ascend: {cid} after {self._cids[-1]}")
             self._rows.append((file_idx, start, end))
             self._texts.append(data)
+            self._symbols.append(symbols)
             self._cids.append(cid)
         rec = FileRecord(path, language, hash_, size, mtime_ns, first, len(self._rows) - first)
         self.files.append(rec)
@@ -110,6 +185,12 @@ class ChunkTableWriter:
         np.save(directory / "text_off.npy", offsets)
         with open(directory / "text.bin", "wb") as fh:
             fh.write(b"".join(self._texts))
+        sym_offsets = np.zeros(len(self._symbols) + 1, dtype=np.int64)
+        if self._symbols:
+            np.cumsum([len(s) for s in self._symbols], out=sym_offsets[1:])
+        np.save(directory / "sym_off.npy", sym_offsets)
+        with open(directory / "symbols.bin", "wb") as fh:
+            fh.write(b"".join(self._symbols))
         (directory / "files.json").write_text(
             json.dumps([f.to_json() for f in self.files], ensure_ascii=False), encoding="utf-8")
 
@@ -132,6 +213,14 @@ class ChunkTable:
         with open(directory / "text.bin", "rb") as fh:
             if fh.seek(0, 2):  # mmap refuses empty files; the map outlives the descriptor
                 self._blob = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self._sym_blob: mmap.mmap | bytes = b""
+        self._sym_offsets: np.ndarray | None = None
+        if (directory / "sym_off.npy").exists():
+            self._sym_offsets = np.load(directory / "sym_off.npy", mmap_mode="r")
+            with open(directory / "symbols.bin", "rb") as fh:
+                if fh.seek(0, 2):
+                    self._sym_blob = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self._symbol_index: SymbolIndex | None = None
         self.file_index = np.asarray(self.rows[:, 0]) if len(self.rows) else np.zeros(0, np.int32)
         self._lock = threading.Lock()
         self._texts: list[str] | None = None
@@ -144,6 +233,25 @@ class ChunkTable:
     def raw_text(self, row: int) -> bytes:
         lo, hi = int(self._offsets[row]), int(self._offsets[row + 1])
         return self._blob[lo:hi]
+
+    def raw_symbols(self, row: int) -> bytes:
+        """The row's symbol record (``b""`` for a regex chunk or a table from before them)."""
+        if self._sym_offsets is None:
+            return b""
+        lo, hi = int(self._sym_offsets[row]), int(self._sym_offsets[row + 1])
+        return self._sym_blob[lo:hi]
+
+    def symbols(self, row: int) -> tuple[str | None, list[Symbol]]:
+        """(scope, defined symbols) of a row; scope None when no syntax tree was used."""
+        return decode_symbols(self.raw_symbols(row))
+
+    def symbol_index(self) -> SymbolIndex:
+        """The defined-name lookup, built on first use and kept (immutable data)."""
+        if self._symbol_index is None:
+            with self._lock:
+                if self._symbol_index is None:
+                    self._symbol_index = SymbolIndex(self)
+        return self._symbol_index
 
     def text(self, row: int) -> str:
         if self._texts is not None:

@@ -27,16 +27,51 @@ import re
 from dataclasses import dataclass
 from itertools import accumulate
 
-__all__ = ["Chunk", "chunk_text"]
+__all__ = ["Chunk", "Symbol", "chunk_file", "chunk_text"]
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A name a chunk defines: ``kind`` (function, class, method, constant...), ``parent`` the
+    dotted path of the definitions around it (``""`` at top level), ``line`` 1-based."""
+
+    name: str
+    kind: str
+    parent: str
+    line: int
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.parent}.{self.name}" if self.parent else self.name
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a file: 1-based, inclusive, file-absolute line range and its exact text."""
+    """A piece of a file: 1-based, inclusive, file-absolute line range and its exact text.
+
+    ``symbols`` and ``scope`` come from the syntax chunker: what the chunk defines, and the
+    dotted name of the definition it belongs to (``"Session.send"``; ``""`` at top level).
+    ``scope`` is None for regex chunks, whose definitions are unknown.
+    """
 
     start_line: int
     end_line: int
     text: str
+    symbols: tuple[Symbol, ...] = ()
+    scope: str | None = None
+
+
+def chunk_file(text: str, language: str | None, *, path: str | None = None,
+               max_chars: int = 800) -> list[Chunk]:
+    """The chunks of one file: cut at its syntax where a grammar parses it, else by
+    ``chunk_text``. Syntax chunks never overlap; regex chunks may (see the module doc)."""
+    if language:
+        from cidx_daemon.syntax import chunk_syntax
+
+        chunks = chunk_syntax(text, language, path=path, max_chars=max_chars)
+        if chunks is not None:
+            return chunks
+    return chunk_text(text, max_chars=max_chars)
 
 
 # A line (de-indented) that opens a definition. Small on purpose: a miss only means the

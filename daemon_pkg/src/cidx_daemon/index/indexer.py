@@ -46,13 +46,20 @@ from typing import Any, Protocol
 import numpy as np
 
 from cidx_daemon.index import generation as gens
-from cidx_daemon.index.chunk_table import COLUMN_FILES, ChunkTable, ChunkTableWriter, FileRecord
-from cidx_daemon.index.chunking import chunk_text
+from cidx_daemon.index.chunk_table import (
+    COLUMN_FILES,
+    OPTIONAL_COLUMN_FILES,
+    ChunkTable,
+    ChunkTableWriter,
+    FileRecord,
+    encode_symbols,
+)
+from cidx_daemon.index.chunking import chunk_file
 from cidx_daemon.index.walk import check_paths, content_hash, read_source, walk_project, walk_settings
 from cidx_shared import config as cfgmod
 
 #: Bump when chunk boundaries change for the same input: the next index re-chunks everything.
-CHUNKER_VERSION = "regex-1"
+CHUNKER_VERSION = "syntax-1"
 CHECKPOINT_S = 30.0
 EMBED_BATCH = 256
 
@@ -261,7 +268,7 @@ def _read_and_chunk(sf: Any, prev: FileRecord | None, icfg: dict[str, Any],
     digest = content_hash(text)
     if prev is not None and prev.hash == digest and prev.language == sf.language:
         return "same"
-    return sf, digest, chunk_text(text, max_chars=icfg["chunk_max_chars"])
+    return sf, digest, chunk_file(text, sf.language, path=sf.rel_path, max_chars=icfg["chunk_max_chars"])
 
 
 def _plan(previous: gens.Generation | None, old_files: dict[str, FileRecord],
@@ -280,7 +287,8 @@ def _plan(previous: gens.Generation | None, old_files: dict[str, FileRecord],
     for sf, digest, chunks in fresh:
         first = writer.n_rows
         writer.add_file(sf.rel_path, sf.language, digest, sf.size, sf.mtime_ns,
-                        ((c.start_line, c.end_line, c.text) for c in chunks),
+                        ((c.start_line, c.end_line, c.text, encode_symbols(c.scope, c.symbols))
+                         for c in chunks),
                         range(next_cid, next_cid + len(chunks)))
         next_cid += len(chunks)
         new_rows.extend(range(first, first + len(chunks)))
@@ -380,7 +388,7 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
     done = 0
     for start in range(0, len(todo), batch):
         rows = todo[start:start + batch]
-        texts = [gen.table.text(int(r)) for r in rows]
+        texts = [embedding_input(gen.table, int(r)) for r in rows]
         vectors = embedder.embed_documents(texts, progress=progress.advance)
         for row, vector in zip(rows.tolist(), vectors, strict=True):
             ready[int(gen.table.cids[row])] = vector
@@ -398,6 +406,16 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
     stats.embedded += done
     live = gens.open_live(idx, with_fts=False)[0]
     stats.pending = len(live) - live.n_embedded if live is not None else 0
+
+
+def embedding_input(table: ChunkTable, row: int) -> str:
+    """What the embedder reads for a row: its file's path and its scope (``Session.send``)
+    above its text. A method cut from its class, or a function from its module, no longer
+    carries those names in its own lines; the header gives the vector the context a reader
+    has (a query about "CLI commands" meets ``src/flask/cli.py``)."""
+    scope, _ = table.symbols(row)
+    header = " ".join(part for part in (table.file_of(row).path, scope) if part)
+    return f"{header}\n{table.text(row)}"
 
 
 def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, np.ndarray], embedder: Any,
@@ -435,6 +453,9 @@ def _publish_vectors(idx: Path, gen: gens.Generation, vectors: np.ndarray, embed
     staged = gens.staging_dir(idx, name)
     for column in COLUMN_FILES:
         gens.link_or_copy(gen.path / column, staged / column)
+    for column in OPTIONAL_COLUMN_FILES:
+        if (gen.path / column).exists():
+            gens.link_or_copy(gen.path / column, staged / column)
     gens.link_tree(gen.path / gens.FTS_DIR, staged / gens.FTS_DIR)
     np.save(staged / "vectors.npy", vectors)
     np.save(staged / "embedded.npy", embedded)

@@ -211,7 +211,7 @@ class Engine:
                                    path_of=lambda row: table.file_of(row).path,
                                    find_definitions=lambda name: table.rows_containing(name, fold=False),
                                    allowed=None if mask is None else lambda row: bool(mask[row]),
-                                   params=ranking.DEFAULT)
+                                   symbols=table.symbol_index(), params=ranking.DEFAULT)
             if mode == "hybrid" and req["min_score"] is not None:
                 ordered = [r for r in ordered if r.score >= req["min_score"]]
             picked = [(r.row, r.score, r.ranks, r.scores) for r in ordered]

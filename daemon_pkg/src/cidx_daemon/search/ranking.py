@@ -15,7 +15,10 @@ knowable from the code itself rather than from any one benchmark:
   sure about keeps most of that certainty (rank fusion flattened it).
 * **Definitions first**: a chunk that defines a name the query mentions is lifted above
   the chunks that only use it, and definitions neither leg retrieved are brought in
-  (the symbol lookup), more so when the file is named after the symbol.
+  (the symbol lookup), more so when the file is named after the symbol. Chunks cut from a
+  syntax tree list what they define (the chunk table's symbol index): that list is trusted
+  over the definition regex, and a qualified query (``Client.send``) prefers the named
+  owner. A lone word the code base defines ("quantize", "g") is an identifier query.
 * **Where the file is**: query words in a file's name or directory lift it
   ("session management" → ``sessions.py``).
 * **What the file is**: tests, examples, benchmarks, vendored, generated and
@@ -31,11 +34,14 @@ languages outside it: bench/quality).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, Protocol
 
+from cidx_daemon.index.chunking import Symbol
 from cidx_daemon.search.fts import analyzer
 
 SYMBOL, MIXED, TEXT = "symbol", "mixed", "text"
@@ -68,6 +74,10 @@ class RankingParams:
     max_injected: int = 20
     #: Added, in units of the best score, to a chunk holding the whole query verbatim.
     exact_boost: float = 1.0
+    #: Syntax-tree definitions: the share of the boost for an owner other than the one a
+    #: qualified query names, and for a value (variable, field, constant) of the name.
+    qualifier_mismatch_factor: float = 0.5
+    value_definition_factor: float = 1.0
 
 
 DEFAULT = RankingParams()
@@ -151,6 +161,36 @@ def _definition_re(name: str) -> re.Pattern[str]:
 
 def defines(text: str, name: str) -> bool:
     return name in text and _definition_re(name).search(text) is not None
+
+
+class SymbolLookup(Protocol):
+    """What ranking needs of ``ChunkTable.symbol_index()``."""
+
+    syntax_rows: Any  # bool per row: chunked from a syntax tree (its symbols are complete)
+
+    def lookup(self, name: str, *, fold: bool = False) -> list[tuple[int, Symbol]]: ...
+
+
+def _qualifier(query: str) -> str:
+    """``Sinatra::Base`` -> ``Sinatra``, ``a.b.c`` -> ``a.b``: the owner path a qualified
+    identifier query names, in the symbol index's dotted form."""
+    parts = re.split(r"::|->|\.|\\|#", query.strip().strip("()"))
+    return ".".join(parts[:-1])
+
+
+def _symbol_factor(sym: Symbol, qualifier: str, params: RankingParams) -> float:
+    """How much of the definition boost a syntax-tree definition earns: a qualified query
+    (``Client.send``) prefers the ``send`` its owner matches; a value (a variable, field or
+    constant named like the query) counts for less than the function or type itself."""
+    factor = 1.0
+    if qualifier and not (sym.parent == qualifier or sym.parent.endswith("." + qualifier)):
+        factor *= params.qualifier_mismatch_factor
+    if sym.kind in _VALUE_KINDS:
+        factor *= params.value_definition_factor
+    return factor
+
+
+_VALUE_KINDS = frozenset({"variable", "field", "property", "constant"})
 
 
 # --------------------------------------------------------------------------- file roles
@@ -237,14 +277,21 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
          text_of: Callable[[int], str], path_of: Callable[[int], str],
          find_definitions: Callable[[str], Iterable[int]] | None = None,
          allowed: Callable[[int], bool] | None = None,
+         symbols: SymbolLookup | None = None,
          params: RankingParams = DEFAULT) -> list[Ranked]:
     """The ranked rows (best first, at most ``limit``) for one query (see the module docstring).
 
     ``legs``: each leg's (row, raw score) best first. ``find_definitions(name)``: rows that
-    may define ``name`` (a symbol index or a text scan), checked here; ``allowed`` keeps
-    injected rows inside the request's filters.
+    may define ``name`` (a text scan), checked here with the definition regex; ``allowed``
+    keeps injected rows inside the request's filters. ``symbols``: the chunk table's symbol
+    index; a row chunked from a syntax tree defines exactly the names it lists there (the
+    regex is asked only about the others).
     """
     shape = classify(query)
+    word = query.strip()
+    if shape.kind == TEXT and symbols is not None and word.isidentifier() and symbols.lookup(word):
+        # A lone word this code base defines ("quantize", "g") is an identifier too.
+        shape = dataclasses.replace(shape, kind=SYMBOL, names=(word,))
     w_sem, w_fts = params.weights[shape.kind]
     weight = {"semantic": w_sem, "fts": w_fts}
     if len(legs) == 1:
@@ -269,19 +316,31 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
     if shape.names:
         boost = params.definition_boost if shape.kind == SYMBOL else params.embedded_boost
         seen_rows = set(fused)
+        qualifier = _qualifier(query) if shape.kind == SYMBOL else ""
         for name in shape.names:
             rows = set(seen_rows)
+            defined: dict[int, Symbol] = {}
+            if symbols is not None:
+                for row, sym in symbols.lookup(name):
+                    defined.setdefault(row, sym)
+                rows |= set(defined)
             if find_definitions is not None:
                 rows |= set(find_definitions(name))
             injected = 0
             for row in sorted(rows):
                 if allowed is not None and not allowed(row):
                     continue
-                if not defines(text_of(row), name):
+                sym = defined.get(row)
+                if symbols is not None and symbols.syntax_rows[row]:
+                    if sym is None:
+                        continue
+                elif not defines(text_of(row), name):
                     continue
                 stem_words = path_words(path_of(row))
                 factor = params.definition_stem_factor if name.lower() in stem_words or \
                     name.lower().rstrip("s") in stem_words else 1.0
+                if sym is not None:
+                    factor *= _symbol_factor(sym, qualifier, params)
                 if row not in fused:
                     if injected >= params.max_injected:
                         continue
