@@ -252,7 +252,9 @@ def test_handed_off_commands_keep_their_flags(project: Path) -> None:
     proc = cidx("query", "handed_off_marker", "--fts", "--json", cwd=project)
     assert json.loads(proc.stdout)["results"][0]["path"] == "net/extra.py"
     cleared = cidx("index", "--clear", "--json", cwd=project)
-    assert cleared.returncode == 0 and json.loads(cleared.stdout)["embedded"] > 1
+    cleared_stats = json.loads(cleared.stdout)
+    # Rebuilt from scratch: every vector comes back, from the model or the embedding cache.
+    assert cleared.returncode == 0 and cleared_stats["embedded"] + cleared_stats["cache_hits"] > 1
     assert cidx("clean", cwd=project).returncode == 0
     gone = cidx("query", "x", "--fts", cwd=project)
     assert gone.returncode == 1 and "cidx index" in gone.stderr
