@@ -654,7 +654,7 @@ def install_daemon(vpy: Path, python: str, mode: str) -> None:
     extra = TEST_TOOLS if mode == "editable" else ()
     # Offline, the inputs are the wheels: names pin the dependencies, bytes the daemon's own build.
     wheels = [p.name for p in sorted(WHEELHOUSE.glob("*.whl"))] if mode == "offline" else []
-    wheels += [digest(p.read_bytes()) for p in WHEELHOUSE.glob("cidx_daemon-*.whl")] if wheels else []
+    wheels += [digest(p.read_bytes()) for p in WHEELHOUSE.glob("cidx_*.whl")] if wheels else []
     # The model wheel is a dependency made here, not fetched: a new build must reinstall it.
     models = [digest(p.read_bytes()) for p in MODEL_DIR.glob("*.whl")] if mode != "offline" else []
     key = digest(python_identity(python), mode, sources, *wheels, *models, *extra)
