@@ -333,11 +333,11 @@ def _run(config_path: Path, cfg: dict[str, Any], *, ready_fd: int | None, detach
         stopped.set()
         if refresher is not None:
             refresher.stop()
+        server.close()  # first: stop accepting and drain, whatever the warm-up is doing
         # A stop during warm-up must not exit while onnxruntime is still creating the model's
         # session on that thread: its native threads would be torn down under it and the
         # process would abort ("terminate called without an active exception", exit -6).
         warm.join(timeout=WARM_JOIN_S)
-        server.close()
         log.info("daemon stopped (%s) after %.1fs", server.stop_reason or "listener closed",
                  time.monotonic() - info.started_mono)
         handler.flush()
