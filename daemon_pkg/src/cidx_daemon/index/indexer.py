@@ -11,12 +11,15 @@ indexer is organised around never waiting for it and never repeating it:
    chunk ids. Carried-over rows keep their order and new rows follow, so chunk
    ids ascend through the table (what lets the full-text index carry over).
 2. **Assemble and publish** (``assemble``, ``generation.publish``): write the
-   chunk table, the vectors known so far (carried over, or found in the
-   embedding cache) with the ``embedded`` mask, and the full-text index,
+   chunk table, the vectors known so far (carried over) with the ``embedded``
+   mask, and the full-text index,
    incrementally from the previous one when it is compatible. Full-text search
    (and everything but the not-yet-embedded rows of semantic search) works from
    here, seconds after the start.
-3. **Embed** (``embed_pending``): the rows without a vector, in batches; every
+3. **Embed** (``embed_pending``): the rows without a vector, in batches, each
+   looked up first in the user's embedding cache (``embed_cache``: shared by every
+   project, branch and clone, keyed by model and text) so only misses reach the
+   model; every
    ``checkpoint_s`` and at the end a generation with the new vectors is
    published, which only writes the vectors: the rest is hard-linked. Vectors are
    applied by chunk id to whatever generation is live *then*, so an embedding run
@@ -55,6 +58,7 @@ from cidx_daemon.index.chunk_table import (
     encode_symbols,
 )
 from cidx_daemon.index.chunking import chunk_file
+from cidx_daemon.index.embed_cache import EmbeddingCache, text_key
 from cidx_daemon.index.walk import check_paths, content_hash, read_source, walk_project, walk_settings
 from cidx_shared import config as cfgmod
 
@@ -88,7 +92,10 @@ class IndexStats:
     generation: str
     files: int = 0
     chunks: int = 0
+    #: chunks the model embedded in this run (cache misses)
     embedded: int = 0
+    #: chunks whose vectors came from the embedding cache instead
+    cache_hits: int = 0
     pending: int = 0
     reused_files: int = 0
     changed_files: int = 0
@@ -195,7 +202,19 @@ def _previous(idx: Path, icfg: dict[str, Any], progress: Progress) -> tuple[gens
     if (meta.get("embedder") != icfg["embedder"] or meta.get("chunker") != CHUNKER_VERSION
             or meta.get("chunk_max_chars") != icfg["chunk_max_chars"]):
         return None, damaged
+    if gen.n_embedded and meta.get("model") != expected_model(icfg["embedder"]):
+        # Same setting, another model behind it (e.g. "minilm" was fp32 before it was int8):
+        # its vectors cannot be compared with this model's queries, so none carries over.
+        return None, damaged
     return gen, damaged
+
+
+def expected_model(embedder: str) -> str:
+    """The model name `embedder` produces (the setting itself for a name the registry lacks,
+    which then fails with a clear message when it is loaded)."""
+    from cidx_daemon.search.embedding import model_name
+
+    return model_name(embedder) or embedder
 
 
 # --------------------------------------------------------------------------- 1. scan and reuse
@@ -340,7 +359,7 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
         "generation": name,
         "created_at": time.time(),
         "embedder": icfg["embedder"],
-        "model": previous.meta.get("model") if previous else icfg["embedder"],
+        "model": previous.meta.get("model") if previous else expected_model(icfg["embedder"]),
         "dim": dim,
         "chunker": CHUNKER_VERSION,
         "chunk_max_chars": icfg["chunk_max_chars"],
@@ -366,7 +385,7 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
 def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats, progress: Progress,
                   checkpoint_s: float = CHECKPOINT_S, *, lock_held: bool = False,
                   gen_dir: Path | None = None, should_stop: Callable[[], bool] | None = None,
-                  batch: int = EMBED_BATCH) -> None:
+                  batch: int = EMBED_BATCH, cache: EmbeddingCache | None = None) -> None:
     """Embed the rows of the live generation (or ``gen_dir``) that have no vector; publish
     the vectors every ``checkpoint_s`` and at the end (see the module docstring).
 
@@ -374,6 +393,8 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
     publish takes it briefly, so a daemon can embed for minutes without blocking anyone.
     ``should_stop`` is asked between batches of ``batch`` chunks (newer changes arrived:
     publish what is done); a daemon embedding behind on one thread asks often.
+    ``cache`` (default: the user's, see ``embed_cache``) is asked first; only misses are
+    embedded (``stats.embedded``), hits are counted in ``stats.cache_hits``.
     """
     gen = gens.open_generation(gen_dir, with_fts=False) if gen_dir else gens.open_live(idx, with_fts=False)[0]
     if gen is None:
@@ -383,13 +404,23 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
     if gen.meta.get("model") != embedder.name and embedded.any():
         raise RuntimeError(f"{gen.name} holds vectors of {gen.meta.get('model')}, not {embedder.name}")
     progress.phase("Embedding chunks", len(todo))
+    if cache is None:
+        from cidx_daemon.index.embed_cache import default_cache
+
+        cache = default_cache()
+    warned = not cache.enabled
     ready: dict[int, np.ndarray] = {}
     last = time.monotonic()
     done = 0
     for start in range(0, len(todo), batch):
         rows = todo[start:start + batch]
         texts = [embedding_input(gen.table, int(r)) for r in rows]
-        vectors = embedder.embed_documents(texts, progress=progress.advance)
+        vectors, hits = _embed_through_cache(embedder, cache, texts, progress)
+        stats.cache_hits += hits
+        stats.embedded += len(texts) - hits
+        if not warned and not cache.enabled:
+            progress.note(f"warning: {cache.error}")
+            warned = True
         for row, vector in zip(rows.tolist(), vectors, strict=True):
             ready[int(gen.table.cids[row])] = vector
         done += len(rows)
@@ -403,7 +434,6 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
             break
     name = _apply_vectors(idx, config_dir, ready, embedder, lock_held)
     stats.generation = name or stats.generation
-    stats.embedded += done
     live = gens.open_live(idx, with_fts=False)[0]
     stats.pending = len(live) - live.n_embedded if live is not None else 0
 
@@ -416,6 +446,31 @@ def embedding_input(table: ChunkTable, row: int) -> str:
     scope, _ = table.symbols(row)
     header = " ".join(part for part in (table.file_of(row).path, scope) if part)
     return f"{header}\n{table.text(row)}"
+
+
+def _embed_through_cache(embedder: Any, cache: EmbeddingCache, texts: list[str],
+                         progress: Progress) -> tuple[np.ndarray, int]:
+    """Vectors for `texts`: cached ones looked up, the misses embedded and stored.
+
+    Returns (vectors in `texts` order, number of cache hits). Keys hash the text exactly
+    as it is embedded, and the model name is part of the key, so a hit is always the
+    vector this embedder would compute (to within the model's run-to-run rounding).
+    """
+    keys = [text_key(t) for t in texts]
+    found = cache.get_many(embedder.name, keys, embedder.dim)
+    out = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    missing = [i for i, key in enumerate(keys) if key not in found]
+    hits = len(texts) - len(missing)
+    for i, key in enumerate(keys):
+        if key in found:
+            out[i] = found[key]
+    if hits:
+        progress.advance(hits)
+    if missing:
+        fresh = embedder.embed_documents([texts[i] for i in missing], progress=progress.advance)
+        out[missing] = fresh
+        cache.put_many(embedder.name, [(keys[i], fresh[n]) for n, i in enumerate(missing)])
+    return out, hits
 
 
 def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, np.ndarray], embedder: Any,

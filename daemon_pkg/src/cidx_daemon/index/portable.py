@@ -75,7 +75,7 @@ def export_generation(config_path: Path, archive: Path) -> dict[str, Any]:
 
 def import_generation(config_path: Path, archive: Path) -> gens.Generation:
     """Verify ``archive`` and publish it as this project's live generation."""
-    from cidx_daemon.index.indexer import CHUNKER_VERSION
+    from cidx_daemon.index.indexer import CHUNKER_VERSION, expected_model
 
     cfg = cfgmod.load_config(config_path)
     cdir = cfgmod.config_dir(config_path)
@@ -95,6 +95,9 @@ def import_generation(config_path: Path, archive: Path) -> gens.Generation:
         if meta.get("embedder") != embedder:
             raise PortableError(f"the archive was embedded with {meta.get('embedder')!r}, this project uses "
                                 f"{embedder!r} (index.embedder): its vectors would not match")
+        if meta.get("embedded") and meta.get("model") != expected_model(embedder):
+            raise PortableError(f"the archive holds vectors of {meta.get('model')}, {embedder!r} here is "
+                                f"{expected_model(embedder)}: its vectors would not match")
         chunking = (meta.get("chunker"), meta.get("chunk_max_chars"))
         if chunking != (CHUNKER_VERSION, cfg["index"]["chunk_max_chars"]):
             raise PortableError(f"the archive was chunked by {chunking[0]} at {chunking[1]} characters; "

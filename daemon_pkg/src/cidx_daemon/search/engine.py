@@ -188,6 +188,14 @@ class Engine:
         if mode in ("semantic", "hybrid") and loaded.n_embedded:
             t = time.perf_counter()
             embedder = self.embedder(loaded.meta["embedder"])
+            if embedder.name != loaded.meta.get("model"):
+                # e.g. an index embedded when "minilm" meant fp32, read by a daemon where it means
+                # int8: dot products across models rank nonsense, so refuse instead of mixing.
+                from cidx_daemon.search.embedding import EmbedderError
+
+                raise EmbedderError(f"the index holds vectors of {loaded.meta.get('model')}, the "
+                                    f"'{loaded.meta['embedder']}' embedder is now {embedder.name}: run "
+                                    "'cidx index' to re-embed (or query with --fts)")
             qvec = embedder.embed_query(req["query"])
             timing["embed"] = _ms(t)
             t = time.perf_counter()

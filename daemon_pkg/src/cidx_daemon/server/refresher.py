@@ -78,6 +78,7 @@ class Refresher:
         self.busy = False
         self.refreshes = 0
         self.embedded = 0
+        self.cache_hits = 0
         self.last_refresh_s: float | None = None
         self.last_error: str | None = None
 
@@ -115,7 +116,7 @@ class Refresher:
             return {
                 "watching": self.watching, "watch_error": self.watch_error, "busy": self.busy,
                 "queued_paths": len(self._queued), "full_rescan_queued": self._full_rescan,
-                "refreshes": self.refreshes, "embedded": self.embedded,
+                "refreshes": self.refreshes, "embedded": self.embedded, "cache_hits": self.cache_hits,
                 "last_refresh_seconds": self.last_refresh_s, "last_error": self.last_error,
             }
 
@@ -247,6 +248,7 @@ class Refresher:
             embed_pending(self.idx, cfgmod.config_dir(self.config_path), embedder, stats, _Silent(),
                           CHECKPOINT_S, should_stop=self._changes_waiting, batch=BACKGROUND_BATCH)
             self.embedded += stats.embedded
+            self.cache_hits += stats.cache_hits
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("embedding in the background failed")

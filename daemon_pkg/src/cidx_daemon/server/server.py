@@ -177,6 +177,10 @@ def make_engine(config_path: Path) -> Any:
     return Engine(config_path, served_by="daemon")
 
 
+#: How long a stopping daemon waits for its warm-up (a model load: ~1 s) to finish.
+WARM_JOIN_S = 30.0
+
+
 def _warm(engine: Any, info: DaemonInfo) -> None:
     info.warm_state = "warming"
     t0 = time.perf_counter()
@@ -314,7 +318,8 @@ def _run(config_path: Path, cfg: dict[str, Any], *, ready_fd: int | None, detach
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    threading.Thread(target=_warm, args=(engine, info), name="cidx-warm", daemon=True).start()
+    warm = threading.Thread(target=_warm, args=(engine, info), name="cidx-warm", daemon=True)
+    warm.start()
     if refresher is not None:
         refresher.start()
     threading.Thread(target=_idle_loop, args=(engine, tracker, info, server, stopped),
@@ -328,7 +333,11 @@ def _run(config_path: Path, cfg: dict[str, Any], *, ready_fd: int | None, detach
         stopped.set()
         if refresher is not None:
             refresher.stop()
-        server.close()
+        server.close()  # first: stop accepting and drain, whatever the warm-up is doing
+        # A stop during warm-up must not exit while onnxruntime is still creating the model's
+        # session on that thread: its native threads would be torn down under it and the
+        # process would abort ("terminate called without an active exception", exit -6).
+        warm.join(timeout=WARM_JOIN_S)
         log.info("daemon stopped (%s) after %.1fs", server.stop_reason or "listener closed",
                  time.monotonic() - info.started_mono)
         handler.flush()

