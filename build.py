@@ -65,7 +65,7 @@ MODEL_DIST = "cidx-model-minilm"
 MODEL_VERSION = "0.1.0"
 MODEL_IMPORT = "cidx_model_minilm"
 MODEL_DIR = DIST / "models"
-MODEL_SCRIPT = ROOT / "tools" / "make_minilm_model.py"
+MODEL_SCRIPT = ROOT / "daemon_pkg" / "tools" / "make_minilm_model.py"
 BERT_ONNX = DAEMON_DIR / "src" / "cidx_daemon" / "search" / "embedding" / "bert_onnx.py"
 # onnx, onnxruntime and numpy: the model is quantized in the build venv.
 BUILD_TOOLS = ("setuptools>=68", "wheel", "shiv>=1.0.4", "onnx>=1.15", "onnxruntime>=1.16", "numpy>=1.24")
@@ -526,7 +526,7 @@ def write_data_wheel(output_dir: Path, dist: str, version: str, package: str, fi
 def build_model_wheel(build_vpy: Path) -> Path:
     """dist/models/cidx_model_minilm-<ver>-py3-none-any.whl: quantized once here, not at every start.
 
-    The int8 graph is made from the published fp32 weights by tools/make_minilm_model.py
+    The int8 graph is made from the published fp32 weights by daemon_pkg/tools/make_minilm_model.py
     with the daemon's own graph builder; skipped while those inputs and the quantizer's
     versions are unchanged (quantizing and compressing ~110 MB takes about a minute).
     """

@@ -6,7 +6,7 @@ start. The fp32 graph comes from the daemon's own `bert_onnx` (imported by path,
 so the build venv needs no daemon install), which keeps the int8 graph
 numerically tied to the fp32 embedder users can still select.
 
-    python tools/make_minilm_model.py --source DIR --bert-onnx PATH --out DIR [--fuse]
+    python daemon_pkg/tools/make_minilm_model.py --source DIR --bert-onnx PATH --out DIR [--fuse]
 """
 
 from __future__ import annotations
