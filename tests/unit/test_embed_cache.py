@@ -18,7 +18,7 @@ import pytest
 
 from cidx_daemon.index import embed_cache
 from cidx_daemon.index.embed_cache import CACHE_FILE, EmbeddingCache, text_key
-from cidx_daemon.index.indexer import index_project
+from cidx_daemon.index.indexer import embedding_input, index_project
 from cidx_shared import config as cfgmod
 from helpers import write_project
 
@@ -207,7 +207,7 @@ def test_vectors_from_the_cache_are_the_ones_embedded(tmp_path: Path) -> None:
     gen, _ = gens.open_live(gens.index_dir(cfgmod.config_dir(config)), with_fts=False)
     assert gen is not None and gen.n_embedded == len(gen)
     for row in range(len(gen)):
-        np.testing.assert_array_equal(gen.vectors[row], vector_of(gen.table.text(row)))
+        np.testing.assert_array_equal(gen.vectors[row], vector_of(embedding_input(gen.table, row)))
 
 
 def test_another_model_does_not_hit_the_cache(tmp_path: Path) -> None:
