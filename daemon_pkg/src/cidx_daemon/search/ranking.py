@@ -69,7 +69,7 @@ class RankingParams:
     generated_factor: float = 0.5
     reexport_factor: float = 0.7
     #: Each further chunk of a file already listed is worth this much more (compounding).
-    saturation: float = 0.5
+    saturation: float = 0.3
     #: How many definitions the symbol lookup may bring in per query.
     max_injected: int = 20
     #: Added, in units of the best score, to a chunk holding the whole query verbatim.
