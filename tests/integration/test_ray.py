@@ -1,0 +1,166 @@
+"""``cidx index --ray``: a real two-node Ray cluster gives the index a local run gives.
+
+The cluster (a head and one worker node, separate ``ray start`` processes) runs in
+private network and PID namespaces (``unshare -n -p -f --mount-proc``): outside one,
+Ray binds the machine's interface address and probes a public DNS address; inside,
+only 127.0.0.1 exists. The PID namespace scopes ``ray stop`` to this cluster (outside
+it, ``ray stop`` would end every Ray process on the machine) and ends everything the
+cluster started when the script exits. ``-r`` (a user namespace) is added when not root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import PYTHON, daemon_cli, env, write_project
+
+pytest.importorskip("ray", reason="Ray is not installed (pip install 'cidx-daemon[ray]')")
+
+from cidx_daemon import cli as daemon_cli_module
+from cidx_daemon.index import generation as gens
+
+RAY = Path(PYTHON).with_name("ray")
+PORT = 6391
+QUERIES = ["parse a json document", "open a url with timeout", "sort a list in place",
+           "exponential backoff retry", "escape a string"]
+
+
+def _unshare_argv() -> list[str] | None:
+    """unshare's flags for private net + PID namespaces, or None when this machine forbids them."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return None
+    argv = ["unshare", *([] if os.geteuid() == 0 else ["-r"]), "-n", "-p", "-f", "--mount-proc"]
+    probe = subprocess.run([*argv, "sh", "-c", "ip link set lo up"], capture_output=True, timeout=30)
+    return argv if probe.returncode == 0 else None
+
+
+def _corpus(root: Path) -> Path:
+    """The sample project plus the stdlib's json package: ~90 chunks, several languages."""
+    write_project(root)
+    shutil.copytree(Path(sysconfig.get_paths()["stdlib"]) / "json", root / "json",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+CLUSTER_SCRIPT = """\
+set -u
+ip link set lo up
+export RAY_USAGE_STATS_ENABLED=0
+"{ray}" start --head --port={port} --num-cpus=1 --include-dashboard=false --disable-usage-stats \
+    --temp-dir="{tmp}" > "{out}/head.log" 2>&1 || {{ echo head failed; cat "{out}/head.log"; exit 3; }}
+"{ray}" start --address=127.0.0.1:{port} --num-cpus=1 > "{out}/worker.log" 2>&1 \
+    || {{ echo worker failed; cat "{out}/worker.log"; exit 3; }}
+cd "{project}"
+"{python}" -m cidx_daemon init > /dev/null
+"{python}" -m cidx_daemon index --ray 127.0.0.1:{port} > "{out}/ray.stdout" 2> "{out}/ray.stderr"
+echo $? > "{out}/ray.rc"
+"{python}" -m cidx_daemon --debug index --ray 127.0.0.1:1 --clear > "{out}/bad.stdout" 2> "{out}/bad.stderr"
+echo $? > "{out}/bad.rc"
+"{ray}" stop --force > /dev/null 2>&1
+exit 0
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    unshare = _unshare_argv()
+    if unshare is None:
+        pytest.skip("unshare -n -p cannot create private namespaces here "
+                    "(needed to run Ray on 127.0.0.1 only)")
+    base = tmp_path_factory.mktemp("ray")
+    local, remote, out = _corpus(base / "local"), _corpus(base / "remote"), base / "out"
+    out.mkdir()
+    daemon_cli("init", cwd=local)
+    daemon_cli("index", "--quiet", cwd=local)
+    # Ray's session directory holds Unix sockets: keep its path short (108-byte limit).
+    tmp = Path("/tmp") / f"cidx-ray-{os.getpid()}"
+    script = CLUSTER_SCRIPT.format(ray=RAY, port=PORT, tmp=tmp, out=out, project=remote, python=PYTHON)
+    try:
+        proc = subprocess.run([*unshare, "sh", "-c", script], env=env(), capture_output=True, text=True,
+                              timeout=900)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert proc.returncode == 0, f"cluster script failed:\n{proc.stdout}\n{proc.stderr}"
+    return {"local": local, "remote": remote, "out": out}
+
+
+def _live(project: Path) -> gens.Generation:
+    gen = gens.open_live(project / ".code-indexer" / "index", with_fts=False)[0]
+    assert gen is not None
+    return gen
+
+
+def test_ray_index_matches_a_local_index(cluster_run: dict[str, Path]) -> None:
+    out = cluster_run["out"]
+    assert (out / "ray.rc").read_text().strip() == "0", (out / "ray.stderr").read_text()
+    stdout = (out / "ray.stdout").read_text()
+    assert "Ray: " in stdout and "actors on 2 node(s)" in stdout, stdout
+    local, remote = _live(cluster_run["local"]), _live(cluster_run["remote"])
+    assert remote.n_embedded == len(remote) == len(local) > 50
+    assert remote.table.texts() == local.table.texts()
+    assert [local.table.file_of(r).path for r in range(len(local))] == \
+        [remote.table.file_of(r).path for r in range(len(remote))]
+    assert remote.meta["model"] == local.meta["model"]
+    a, b = np.asarray(local.vectors), np.asarray(remote.vectors)
+    cosine = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cosine.min() >= 0.999, f"worst chunk cosine {cosine.min():.5f}"
+    for q in QUERIES:
+        hits = []
+        for project in (cluster_run["local"], cluster_run["remote"]):
+            doc = json.loads(daemon_cli("query", q, "--json", "--limit", "5", cwd=project).stdout)
+            hits.append([(h["path"], h["start_line"]) for h in doc["results"]])
+        assert hits[0] == hits[1], q
+
+
+def test_unreachable_cluster_is_one_line_and_keeps_the_index(cluster_run: dict[str, Path]) -> None:
+    out = cluster_run["out"]
+    assert (out / "bad.rc").read_text().strip() == "1"
+    stderr = (out / "bad.stderr").read_text().strip()
+    assert stderr.startswith("error: no Ray cluster at 127.0.0.1:1"), stderr
+    assert len(stderr.splitlines()) == 1 and "Traceback" not in stderr
+    # --clear did not happen: the generation the good run published is still live, whole.
+    gen = _live(cluster_run["remote"])
+    assert gen.n_embedded == len(gen) > 50
+    ray_gen = (out / "ray.stdout").read_text().split(" into ")[1].split()[0]
+    assert gen.name == ray_gen
+
+
+def test_without_ray_installed_one_line_says_which_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    write_project(tmp_path)
+    daemon_cli("init", cwd=tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    code = daemon_cli_module.main(["--config", str(tmp_path / ".code-indexer" / "config.json"),
+                                   "index", "--quiet", "--ray", "auto"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.splitlines() == [err] and "pip install 'cidx-daemon[ray]'" in err
+    assert not (tmp_path / ".code-indexer" / "index").exists() or _no_generation(tmp_path)
+
+
+def _no_generation(project: Path) -> bool:
+    return gens.open_live(project / ".code-indexer" / "index", with_fts=False)[0] is None
+
+
+def test_user_config_names_the_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """index.ray_address in ~/.config/cidx/config.json is used without --ray; --no-ray overrides it."""
+    write_project(tmp_path / "p")
+    daemon_cli("init", cwd=tmp_path / "p")
+    user = tmp_path / "xdg" / "cidx"
+    user.mkdir(parents=True)
+    (user / "config.json").write_text(json.dumps({"index": {"ray_address": "127.0.0.1:1"}}))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    config = str(tmp_path / "p" / ".code-indexer" / "config.json")
+    assert daemon_cli_module.main(["--config", config, "index", "--quiet"]) == 1
+    assert capsys.readouterr().err.strip().startswith("error: no Ray cluster at 127.0.0.1:1")
+    assert daemon_cli_module.main(["--config", config, "index", "--quiet", "--no-ray", "--no-embed"]) == 0
