@@ -65,6 +65,21 @@ cd "{project}"
 echo $? > "{out}/ray.rc"
 "{python}" -m cidx_daemon --debug index --ray 127.0.0.1:1 --clear > "{out}/bad.stdout" 2> "{out}/bad.stderr"
 echo $? > "{out}/bad.rc"
+# Lose the cluster mid-run: once the full-text-first generation is out (embedding has
+# begun), kill the head's GCS and every raylet.
+cd "{lost}"
+"{python}" -m cidx_daemon init > /dev/null
+("{python}" -m cidx_daemon index --quiet --ray 127.0.0.1:{port} > "{out}/lost.stdout" 2> "{out}/lost.stderr";
+ echo $? > "{out}/lost.rc") &
+n=0
+until ls .code-indexer/index 2>/dev/null | grep -q '^gen-'; do
+    n=$((n + 1)); [ $n -gt 600 ] && break; sleep 0.1
+done
+sleep 1
+for d in /proc/[0-9]*; do
+    case "$(cat "$d/comm" 2>/dev/null)" in gcs_server|raylet) kill -9 "${{d#/proc/}}" 2>/dev/null;; esac
+done
+wait
 "{ray}" stop --force > /dev/null 2>&1
 exit 0
 """
@@ -78,19 +93,23 @@ def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                     "(needed to run Ray on 127.0.0.1 only)")
     base = tmp_path_factory.mktemp("ray")
     local, remote, out = _corpus(base / "local"), _corpus(base / "remote"), base / "out"
+    lost = base / "lost"  # ~600 chunks: ~20 s of embedding on two one-CPU nodes
+    shutil.copytree(Path(sysconfig.get_paths()["stdlib"]) / "email", lost / "email",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     out.mkdir()
     daemon_cli("init", cwd=local)
     daemon_cli("index", "--quiet", cwd=local)
     # Ray's session directory holds Unix sockets: keep its path short (108-byte limit).
     tmp = Path("/tmp") / f"cidx-ray-{os.getpid()}"
-    script = CLUSTER_SCRIPT.format(ray=RAY, port=PORT, tmp=tmp, out=out, project=remote, python=PYTHON)
+    script = CLUSTER_SCRIPT.format(ray=RAY, port=PORT, tmp=tmp, out=out, project=remote, python=PYTHON,
+                                  lost=lost)
     try:
         proc = subprocess.run([*unshare, "sh", "-c", script], env=env(), capture_output=True, text=True,
                               timeout=900)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     assert proc.returncode == 0, f"cluster script failed:\n{proc.stdout}\n{proc.stderr}"
-    return {"local": local, "remote": remote, "out": out}
+    return {"local": local, "remote": remote, "out": out, "lost": lost}
 
 
 def _live(project: Path) -> gens.Generation:
@@ -152,7 +171,7 @@ def _no_generation(project: Path) -> bool:
 
 
 def test_user_config_names_the_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+                                       capfd: pytest.CaptureFixture[str]) -> None:
     """index.ray_address in ~/.config/cidx/config.json is used without --ray; --no-ray overrides it."""
     write_project(tmp_path / "p")
     daemon_cli("init", cwd=tmp_path / "p")
@@ -162,5 +181,21 @@ def test_user_config_names_the_cluster(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     config = str(tmp_path / "p" / ".code-indexer" / "config.json")
     assert daemon_cli_module.main(["--config", config, "index", "--quiet"]) == 1
-    assert capsys.readouterr().err.strip().startswith("error: no Ray cluster at 127.0.0.1:1")
+    # (from the child process that runs a Ray index: hence capfd)
+    assert capfd.readouterr().err.strip().startswith("error: no Ray cluster at 127.0.0.1:1")
     assert daemon_cli_module.main(["--config", config, "index", "--quiet", "--no-ray", "--no-embed"]) == 0
+
+
+def test_cluster_lost_mid_run_is_one_line_and_leaves_a_sound_index(cluster_run: dict[str, Path]) -> None:
+    out = cluster_run["out"]
+    assert (out / "lost.rc").read_text().strip() == "1"
+    stderr = (out / "lost.stderr").read_text()
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: lost the Ray cluster at 127.0.0.1:"), stderr
+    assert "Traceback" not in stderr
+    # What was published stays live and whole: every chunk searchable by full text, the
+    # vectors pending (or those a checkpoint published) for the next 'cidx index'.
+    gen = _live(cluster_run["lost"])
+    assert len(gen) > 300 and gen.n_embedded < len(gen)
+    doc = json.loads(daemon_cli("query", "--fts", "Message", "--json", cwd=cluster_run["lost"]).stdout)
+    assert doc["results"]

@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _dispatch(args, started)
     except CliError as exc:
@@ -165,6 +166,9 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
 
     embed = not args.no_embed
     address = _ray_address(args) if embed else None
+    marker = os.environ.pop(RAY_CHILD_ENV, None)
+    if address is not None and marker is None:
+        return _index_in_child(args.argv, address)
     ray = None
     try:
         if args.quiet or args.json:
@@ -183,6 +187,8 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
     finally:
         if ray is not None:
             ray.close()
+        if marker is not None:  # we got to say how it ended: the parent stays quiet
+            Path(marker).write_text("done\n")
     if ray is not None and not args.json:
         rate = f" at {ray.throughput():,.1f} chunks/s" if ray.chunks_done else ""
         print(f"Ray: {ray.chunks_done} chunks embedded by {ray.actors} actors on {ray.nodes} node(s){rate}")
@@ -204,6 +210,42 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
     if stats.skipped:
         print("Skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())))
     return EXIT_OK
+
+
+#: Set for the child ``_index_in_child`` runs: a file it writes once it has ended on its own terms.
+RAY_CHILD_ENV = "CIDX_RAY_CHILD_MARKER"
+
+
+def _index_in_child(argv: list[str], address: str) -> int:
+    """Run this ``index --ray`` in a child process and report what Ray would not.
+
+    When the node the driver is attached to dies, Ray's core worker ends the process
+    from C++ (exit 1, no Python exception, nothing said): only a parent can then tell
+    the user what happened. The child inherits the terminal (progress bars), and writes
+    the marker file whenever it ends normally, its own error line included.
+    """
+    import subprocess
+    import tempfile
+
+    from cidx_daemon.search.embedding.ray_pool import import_ray
+
+    try:
+        import_ray()  # no Ray here: say so now, in one line, rather than from the child
+    except Exception as exc:
+        raise CliError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="cidx-ray-") as scratch:
+        marker = Path(scratch) / "ended"
+        child = subprocess.Popen([sys.executable, "-m", "cidx_daemon", *argv],
+                                 env={**os.environ, RAY_CHILD_ENV: str(marker)})
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:  # the child got it too (same process group): let it finish its line
+            code = child.wait()
+        if code != 0 and not marker.exists():
+            raise CliError(f"lost the Ray cluster at {address}: the Ray runtime ended the indexer "
+                           f"(exit {code}); full-text search works, vectors published so far are kept, "
+                           "and 'cidx index' embeds the rest")
+        return code
 
 
 def _ray_address(args: argparse.Namespace) -> str | None:

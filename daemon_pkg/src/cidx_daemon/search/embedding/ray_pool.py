@@ -27,6 +27,7 @@ Design points
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from collections import deque
@@ -75,6 +76,9 @@ class _EmbedActor:
 
 def import_ray() -> Any:
     """The ray module, or EmbedderError saying which extra to install."""
+    # Ray's C++ core logs warnings and per-task errors straight to the driver's stderr
+    # (dozens of lines when a node dies); cidx reports failures itself, in one line.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
         import ray
     except ImportError:
@@ -200,8 +204,8 @@ class RayEmbedder:
                         batches.appendleft((s, c))
                 batches.appendleft((start, chunk))
                 if not queued:
-                    raise EmbedderError(f"every Ray actor at {self.address} died; "
-                                        "vectors published so far are kept") from None
+                    raise EmbedderError(f"lost the Ray cluster at {self.address}: every actor died "
+                                        "(vectors published so far are kept; 'cidx index' resumes)") from None
                 submit()
                 continue
             except Exception as exc:
