@@ -199,3 +199,13 @@ def test_cluster_lost_mid_run_is_one_line_and_leaves_a_sound_index(cluster_run: 
     assert len(gen) > 300 and gen.n_embedded < len(gen)
     doc = json.loads(daemon_cli("query", "--fts", "Message", "--json", cwd=cluster_run["lost"]).stdout)
     assert doc["results"]
+
+
+def test_ray_stays_out_of_the_default_install() -> None:
+    """Ray is an extra: the daemon's modules never import it, and the offline wheelhouse lacks it."""
+    code = ("import sys, cidx_daemon.cli, cidx_daemon.index.indexer, cidx_daemon.search.embedding, "
+            "cidx_daemon.search.engine; sys.exit('ray' in sys.modules)")
+    assert subprocess.run([PYTHON, "-c", code], env=env(), timeout=120).returncode == 0
+    wheelhouse = Path(__file__).resolve().parents[2] / "dist" / "wheelhouse"
+    if wheelhouse.is_dir():
+        assert not [w.name for w in wheelhouse.glob("*.whl") if w.name.lower().startswith("ray-")]

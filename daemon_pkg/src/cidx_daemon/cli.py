@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    # How to run this same command again (``--ray`` runs it in a child): the interpreter and its
+    # flags, then the script, zipapp or ``-m cidx_daemon`` the user ran.
+    args.rerun = list(sys.orig_argv) if argv is None else [sys.executable, "-m", "cidx_daemon", *argv]
     try:
         return _dispatch(args, started)
     except CliError as exc:
@@ -168,7 +170,7 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
     address = _ray_address(args) if embed else None
     marker = os.environ.pop(RAY_CHILD_ENV, None)
     if address is not None and marker is None:
-        return _index_in_child(args.argv, address)
+        return _index_in_child(args.rerun, address)
     ray = None
     try:
         if args.quiet or args.json:
@@ -235,8 +237,7 @@ def _index_in_child(argv: list[str], address: str) -> int:
         raise CliError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="cidx-ray-") as scratch:
         marker = Path(scratch) / "ended"
-        child = subprocess.Popen([sys.executable, "-m", "cidx_daemon", *argv],
-                                 env={**os.environ, RAY_CHILD_ENV: str(marker)})
+        child = subprocess.Popen(argv, env={**os.environ, RAY_CHILD_ENV: str(marker)})
         try:
             code = child.wait()
         except KeyboardInterrupt:  # the child got it too (same process group): let it finish its line
