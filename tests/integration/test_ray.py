@@ -55,6 +55,9 @@ CLUSTER_SCRIPT = """\
 set -u
 ip link set lo up
 export RAY_USAGE_STATS_ENABLED=0
+# An embedding cache of its own: the local index filled the session's, and a hit never
+# reaches the embedder (Ray included), so with that one the cluster would embed nothing.
+export CIDX_CACHE_DIR="{cache}"
 "{ray}" start --head --port={port} --num-cpus=1 --include-dashboard=false --disable-usage-stats \
     --temp-dir="{tmp}" > "{out}/head.log" 2>&1 || {{ echo head failed; cat "{out}/head.log"; exit 3; }}
 "{ray}" start --address=127.0.0.1:{port} --num-cpus=1 > "{out}/worker.log" 2>&1 \
@@ -63,6 +66,8 @@ cd "{project}"
 "{python}" -m cidx_daemon init > /dev/null
 "{python}" -m cidx_daemon index --ray 127.0.0.1:{port} > "{out}/ray.stdout" 2> "{out}/ray.stderr"
 echo $? > "{out}/ray.rc"
+# Again from scratch: now every chunk is in the cache, so none goes to the cluster.
+"{python}" -m cidx_daemon index --clear --ray 127.0.0.1:{port} > "{out}/again.stdout" 2> "{out}/again.stderr"
 "{python}" -m cidx_daemon --debug index --ray 127.0.0.1:1 --clear > "{out}/bad.stdout" 2> "{out}/bad.stderr"
 echo $? > "{out}/bad.rc"
 # Lose the cluster mid-run: once the full-text-first generation is out (embedding has
@@ -102,7 +107,7 @@ def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # Ray's session directory holds Unix sockets: keep its path short (108-byte limit).
     tmp = Path("/tmp") / f"cidx-ray-{os.getpid()}"
     script = CLUSTER_SCRIPT.format(ray=RAY, port=PORT, tmp=tmp, out=out, project=remote, python=PYTHON,
-                                  lost=lost)
+                                  lost=lost, cache=base / "ray-cache")
     try:
         proc = subprocess.run([*unshare, "sh", "-c", script], env=env(), capture_output=True, text=True,
                               timeout=900)
@@ -122,8 +127,10 @@ def test_ray_index_matches_a_local_index(cluster_run: dict[str, Path]) -> None:
     out = cluster_run["out"]
     assert (out / "ray.rc").read_text().strip() == "0", (out / "ray.stderr").read_text()
     stdout = (out / "ray.stdout").read_text()
-    assert "Ray: " in stdout and "actors on 2 node(s)" in stdout, stdout
     local, remote = _live(cluster_run["local"]), _live(cluster_run["remote"])
+    assert f"Ray: {len(remote)} chunks embedded by 2 actors on 2 node(s)" in stdout, stdout
+    again = (out / "again.stdout").read_text()
+    assert "Ray: 0 chunks embedded by 2 actors" in again, again + (out / "again.stderr").read_text()
     assert remote.n_embedded == len(remote) == len(local) > 50
     assert remote.table.texts() == local.table.texts()
     assert [local.table.file_of(r).path for r in range(len(local))] == \
@@ -146,10 +153,10 @@ def test_unreachable_cluster_is_one_line_and_keeps_the_index(cluster_run: dict[s
     stderr = (out / "bad.stderr").read_text().strip()
     assert stderr.startswith("error: no Ray cluster at 127.0.0.1:1"), stderr
     assert len(stderr.splitlines()) == 1 and "Traceback" not in stderr
-    # --clear did not happen: the generation the good run published is still live, whole.
+    # --clear did not happen: the generation the last good run published is still live, whole.
     gen = _live(cluster_run["remote"])
     assert gen.n_embedded == len(gen) > 50
-    ray_gen = (out / "ray.stdout").read_text().split(" into ")[1].split()[0]
+    ray_gen = (out / "again.stdout").read_text().split(" into ")[1].split()[0]
     assert gen.name == ray_gen
 
 
