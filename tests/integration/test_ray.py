@@ -63,7 +63,6 @@ export CIDX_CACHE_DIR="{cache}"
 "{ray}" start --address=127.0.0.1:{port} --num-cpus=1 > "{out}/worker.log" 2>&1 \
     || {{ echo worker failed; cat "{out}/worker.log"; exit 3; }}
 cd "{project}"
-"{python}" -m cidx_daemon init > /dev/null
 "{python}" -m cidx_daemon index --ray 127.0.0.1:{port} > "{out}/ray.stdout" 2> "{out}/ray.stderr"
 echo $? > "{out}/ray.rc"
 # Again from scratch: now every chunk is in the cache, so none goes to the cluster.
@@ -90,6 +89,18 @@ exit 0
 """
 
 
+def _init_fp32(project: Path) -> None:
+    """The fp32 model: its vectors do not depend on how chunks are batched. The int8 default's
+    do (its activations are quantized per batch: re-batching the same chunks locally moves
+    them to cosine ~0.99), so with it no split of the work, Ray's or another, could match a
+    local run to 0.999."""
+    daemon_cli("init", cwd=project)
+    config = project / ".code-indexer" / "config.json"
+    data = json.loads(config.read_text())
+    data.setdefault("index", {})["embedder"] = "minilm-fp32"
+    config.write_text(json.dumps(data, indent=2))
+
+
 @pytest.fixture(scope="module")
 def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     unshare = _unshare_argv()
@@ -102,7 +113,8 @@ def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shutil.copytree(Path(sysconfig.get_paths()["stdlib"]) / "email", lost / "email",
                     ignore=shutil.ignore_patterns("__pycache__"))
     out.mkdir()
-    daemon_cli("init", cwd=local)
+    for project in (local, remote):
+        _init_fp32(project)
     daemon_cli("index", "--quiet", cwd=local)
     # Ray's session directory holds Unix sockets: keep its path short (108-byte limit).
     tmp = Path("/tmp") / f"cidx-ray-{os.getpid()}"
