@@ -71,7 +71,9 @@ BERT_ONNX = DAEMON_DIR / "src" / "cidx_daemon" / "search" / "embedding" / "bert_
 BUILD_TOOLS = ("setuptools>=68", "wheel", "shiv>=1.0.4", "onnx>=1.15", "onnxruntime>=1.16", "numpy>=1.24")
 # safetensors: the tests' numpy reference embedder reads the model with it (the daemon does not).
 # mcp: the official Model Context Protocol SDK, whose stdio client drives `cidx mcp` in the tests.
-TEST_TOOLS = ("pytest", "hypothesis", "ruff", "safetensors", "mcp")
+# ray: the optional `cidx-daemon[ray]` extra, which tests/integration/test_ray.py drives
+# with a real local cluster (~20 s to install; never in the wheelhouse).
+TEST_TOOLS = ("pytest", "hypothesis", "ruff", "safetensors", "mcp", "ray>=2.9")
 
 # -I: no user site, no PYTHON* variables, no script dir on sys.path; -S: no
 # site import. Together they save ~10 ms per start and make the client immune

@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from cidx_shared import config as cfgmod
 from cidx_shared.cli_args import CliParser, add_query_arguments, output_from_namespace, request_from_namespace
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a later index embeds them)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--json", action="store_true", help="print the index statistics as JSON")
+    ray = s.add_mutually_exclusive_group()
+    ray.add_argument("--ray", metavar="ADDRESS", default=None,
+                     help="embed on a Ray cluster (e.g. 10.0.0.5:6379 or auto; default: index.ray_address "
+                          "in ~/.config/cidx/config.json); needs cidx-daemon[ray]")
+    ray.add_argument("--no-ray", action="store_true",
+                     help="embed locally even if the user config names a cluster")
 
     s = sub.add_parser("query", help="search the index (semantic by default; --fts; both = hybrid)")
     add_query_arguments(s)
@@ -88,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
     args = parser.parse_args(argv)
+    # How to run this same command again (``--ray`` runs it in a child): the interpreter and its
+    # flags, then the script, zipapp or ``-m cidx_daemon`` the user ran.
+    args.rerun = list(sys.orig_argv) if argv is None else [sys.executable, "-m", "cidx_daemon", *argv]
     try:
         return _dispatch(args, started)
     except CliError as exc:
@@ -154,18 +164,36 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> int:
     from cidx_daemon.index.generation import IndexLockedError
     from cidx_daemon.index.indexer import index_project
+    from cidx_daemon.search.embedding import EmbedderError
 
     embed = not args.no_embed
+    address = _ray_address(args) if embed else None
+    marker = os.environ.pop(RAY_CHILD_ENV, None)
+    if address is not None and marker is None:
+        return _index_in_child(args.rerun, address)
+    ray = None
     try:
         if args.quiet or args.json:
-            stats = index_project(config_path, clear=args.clear, embed=embed)
+            ray = _connect_ray(address, config_path, None)
+            stats = index_project(config_path, clear=args.clear, embed=embed,
+                                  embedder_factory=_pool_factory(ray))
         else:
             from cidx_daemon.progress import RichProgress
 
             with RichProgress() as progress:
-                stats = index_project(config_path, clear=args.clear, embed=embed, progress=progress)
-    except IndexLockedError as exc:
+                ray = _connect_ray(address, config_path, progress.note)
+                stats = index_project(config_path, clear=args.clear, embed=embed, progress=progress,
+                                      embedder_factory=_pool_factory(ray))
+    except (IndexLockedError, EmbedderError) as exc:
         raise CliError(str(exc)) from None
+    finally:
+        if ray is not None:
+            ray.close()
+        if marker is not None:  # we got to say how it ended: the parent stays quiet
+            Path(marker).write_text("done\n")
+    if ray is not None and not args.json:
+        rate = f" at {ray.throughput():,.1f} chunks/s" if ray.chunks_done else ""
+        print(f"Ray: {ray.chunks_done} chunks embedded by {ray.actors} actors on {ray.nodes} node(s){rate}")
     if args.json:
         print(json.dumps(stats.to_json(), indent=2))
         return EXIT_OK
@@ -184,6 +212,69 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
     if stats.skipped:
         print("Skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())))
     return EXIT_OK
+
+
+#: Set for the child ``_index_in_child`` runs: a file it writes once it has ended on its own terms.
+RAY_CHILD_ENV = "CIDX_RAY_CHILD_MARKER"
+
+
+def _index_in_child(argv: list[str], address: str) -> int:
+    """Run this ``index --ray`` in a child process and report what Ray would not.
+
+    When the node the driver is attached to dies, Ray's core worker ends the process
+    from C++ (exit 1, no Python exception, nothing said): only a parent can then tell
+    the user what happened. The child inherits the terminal (progress bars), and writes
+    the marker file whenever it ends normally, its own error line included.
+    """
+    import subprocess
+    import tempfile
+
+    from cidx_daemon.search.embedding.ray_pool import import_ray
+
+    try:
+        import_ray()  # no Ray here: say so now, in one line, rather than from the child
+    except Exception as exc:
+        raise CliError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="cidx-ray-") as scratch:
+        marker = Path(scratch) / "ended"
+        child = subprocess.Popen(argv, env={**os.environ, RAY_CHILD_ENV: str(marker)})
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:  # the child got it too (same process group): let it finish its line
+            code = child.wait()
+        if code != 0 and not marker.exists():
+            raise CliError(f"lost the Ray cluster at {address}: the Ray runtime ended the indexer "
+                           f"(exit {code}); full-text search works, vectors published so far are kept, "
+                           "and 'cidx index' embeds the rest")
+        return code
+
+
+def _ray_address(args: argparse.Namespace) -> str | None:
+    """--ray, else the user's ``index.ray_address``; --no-ray wins over both."""
+    if args.no_ray:
+        return None
+    if args.ray is not None:
+        if not args.ray.strip():
+            raise CliError("--ray needs an address, e.g. 10.0.0.5:6379 or auto", EXIT_USAGE)
+        return args.ray.strip()
+    return (cfgmod.load_user_config().get("index") or {}).get("ray_address")
+
+
+def _connect_ray(address: str | None, config_path: Path, note: Any) -> Any:
+    """Connect before anything is published, so a cluster that is not there changes nothing."""
+    if address is None:
+        return None
+    from cidx_daemon.search.embedding.ray_pool import RayEmbedder
+
+    name = cfgmod.load_config(config_path)["index"]["embedder"]
+    return RayEmbedder(address, name, note=note)
+
+
+def _pool_factory(ray: Any) -> Any:
+    """The indexer's embedder factory: the connected pool, or None for the local default."""
+    if ray is None:
+        return None
+    return lambda name: ray
 
 
 def cmd_query(args: argparse.Namespace, config_path: Path, started: float) -> int:

@@ -143,8 +143,10 @@ def user_config_path() -> str:
 
 
 def load_user_config() -> dict[str, Any]:
-    """The user's config (``{}`` when absent). It may name the daemon command; it is
-    checked like a project config: ours, not writable by others, valid."""
+    """The user's config (``{}`` when absent). It may name the daemon command and the Ray
+    cluster ``cidx index`` embeds on (``index.ray_address``): both are the user's choice, never a
+    project's, so they live here; it is checked like a project config: ours, not writable by
+    others, valid."""
     path = user_config_path()
     try:
         with open(path, encoding="utf-8") as fh:
@@ -161,6 +163,13 @@ def load_user_config() -> dict[str, Any]:
         raise ConfigError(f"{path}: 'daemon' must be an object")
     if "command" in daemon:
         _check("daemon", "command", daemon["command"], path)
+    index = raw.get("index", {})
+    if not isinstance(index, dict):
+        raise ConfigError(f"{path}: 'index' must be an object")
+    ray_address = index.get("ray_address")
+    if ray_address is not None and (not isinstance(ray_address, str) or not ray_address.strip()):
+        raise ConfigError(f"{path}: index.ray_address must be null or a Ray address such as "
+                          f"\"10.0.0.5:6379\" or \"auto\", got {_shown(ray_address)}")
     return raw
 
 

@@ -172,8 +172,10 @@ def index_project(
         stats.timings_s = {"scan": round(t_scan - t0, 3), "fts_first": round(t_fts - t_scan, 3)}
         if embed and stats.pending:
             factory = embedder_factory or _default_embedder
-            embed_pending(idx, cdir, factory(embedder_name), stats, progress, checkpoint_s,
-                          lock_held=True, gen_dir=table_dir)
+            embedder = factory(embedder_name)
+            # A remote pool (RayEmbedder) asks for bigger calls: 256 chunks cannot keep 64 actors busy.
+            embed_pending(idx, cdir, embedder, stats, progress, checkpoint_s, lock_held=True,
+                          gen_dir=table_dir, batch=getattr(embedder, "call_batch", EMBED_BATCH))
         stats.timings_s["embed"] = round(time.perf_counter() - t_fts, 3)
         stats.timings_s["total"] = round(time.perf_counter() - t0, 3)
         gens.prune(idx)
