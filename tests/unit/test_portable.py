@@ -117,3 +117,14 @@ def test_an_archive_of_another_embedder_is_refused(exported, tmp_path: Path) -> 
     config.write_text(json.dumps(cfg))
     with pytest.raises(PortableError, match="its vectors would not match"):
         import_generation(config, archive)
+
+
+def test_an_import_seeds_the_embedding_cache_for_the_next_clone(exported, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    origin, archive = exported
+    monkeypatch.setenv("CIDX_CACHE_DIR", str(tmp_path / "empty-cache"))  # nothing embedded here yet
+    gen = import_generation(_copy(origin, tmp_path / "imported"), archive)
+    assert gen.n_embedded == len(gen) > 0
+    # a second clone that imports nothing: every chunk's vector comes from the seeded cache
+    stats = index_project(_copy(origin, tmp_path / "second"))
+    assert stats.embedded == 0 and stats.cache_hits == stats.chunks == len(gen), stats

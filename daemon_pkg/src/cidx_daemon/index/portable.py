@@ -117,7 +117,35 @@ def import_generation(config_path: Path, archive: Path) -> gens.Generation:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         gens.prune(idx)
-    return gens.open_generation(final)
+    gen = gens.open_generation(final)
+    seed_cache(gen)
+    return gen
+
+
+def seed_cache(gen: gens.Generation, cache: Any = None) -> int:
+    """Put an imported generation's vectors into the user's embedding cache; returns how many.
+
+    The team's build then serves more than this copy: the next branch, worktree or clone
+    that holds the same chunks finds their vectors in the cache instead of embedding them.
+    A cache that cannot be written is the cache's problem (it warns once), never the import's.
+    """
+    import numpy as np
+
+    from cidx_daemon.index.embed_cache import default_cache, text_key
+    from cidx_daemon.index.indexer import embedding_input
+
+    model = gen.meta.get("model")
+    if not model or not gen.n_embedded:
+        return 0
+    cache = cache or default_cache()
+    if not cache.enabled:
+        return 0
+    rows = np.flatnonzero(np.asarray(gen.embedded))
+    for start in range(0, len(rows), 512):
+        batch = rows[start:start + 512].tolist()
+        cache.put_many(model, [(text_key(embedding_input(gen.table, r)), np.asarray(gen.vectors[r]))
+                               for r in batch])
+    return len(rows)
 
 
 def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
