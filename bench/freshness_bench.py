@@ -93,11 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     base, files = ws.stdlib_sources(quick=True)
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="cidx-fresh-") as tmp:
-        root = Path(tmp) / "proj"
-        for f in files:
-            target = root / f.relative_to(base)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, target)
+        root = _copy_corpus(base, files, Path(tmp) / "proj")
         ws.say(f"==> {len(files)} files copied to {root}; indexing")
         ws.run_quiet([install.cidx, "init"], root)
         t0 = now()
@@ -132,17 +128,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _copy_corpus(base: Path, files: list[Path], root: Path) -> Path:
+    """A scratch copy: the benchmark edits files, and the real stdlib must never be touched."""
+    for f in files:
+        target = root / f.relative_to(base)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, target)
+    return root
+
+
 def _first_index(args: argparse.Namespace) -> int:
     """Full text first: a fresh clone is searchable long before its chunks are embedded."""
     python = ws.real_python(args.python)
     install = ws.ensure_install(python, args.cache, args.install_dir)
     base, files = ws.stdlib_sources(quick=False)
     with tempfile.TemporaryDirectory(prefix="cidx-first-") as tmp:
-        root = Path(tmp) / "proj"
-        for f in files:
-            target = root / f.relative_to(base)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, target)
+        root = _copy_corpus(base, files, Path(tmp) / "proj")
         size = sum(f.stat().st_size for f in files) / 1e6
         ws.run_quiet([install.cidx, "init"], root)
         ws.say(f"==> {len(files)} files ({size:.1f} MB); cidx index, polling full text")

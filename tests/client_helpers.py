@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import signal
 import subprocess
@@ -85,3 +87,26 @@ def kill_daemon(root: Path) -> int:
     while pid in daemon_pids(root) and time.monotonic() < deadline:
         time.sleep(0.02)
     return pid
+
+
+def run_on_a_terminal(argv: list[str], cwd: Path, **env: str) -> str:
+    """Run with stdout on a pseudo-terminal, as a user's shell would; returns what it printed."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, env=client_env(**env), stdout=follower, stderr=follower,
+                            stdin=subprocess.DEVNULL)
+    os.close(follower)
+    out = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    proc.wait(timeout=60)
+    os.close(leader)
+    return out.decode("utf-8", "replace").replace("\r\n", "\n")

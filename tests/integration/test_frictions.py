@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from client_helpers import cidx, client_env, daemon_pids, status
+from client_helpers import cidx, client_env, daemon_pids, run_on_a_terminal, status
 from helpers import write_project
 
 
@@ -134,34 +134,11 @@ def test_colour_only_on_a_terminal_unless_asked_and_never_with_no_color(project:
     assert "\x1b[" not in plain
     forced = cidx("query", "bubble", "--fts", "--color", "always", cwd=project).stdout
     assert "\x1b[1;31mbubble\x1b[0m" in forced
-    tty = _run_on_a_terminal([sys.executable, "-m", "cidx", "query", "bubble", "--fts"], project)
+    tty = run_on_a_terminal([sys.executable, "-m", "cidx", "query", "bubble", "--fts"], project)
     assert "\x1b[35m" in tty
-    no_color = _run_on_a_terminal([sys.executable, "-m", "cidx", "query", "bubble", "--fts"], project,
+    no_color = run_on_a_terminal([sys.executable, "-m", "cidx", "query", "bubble", "--fts"], project,
                                   NO_COLOR="1")
     assert "\x1b[" not in no_color and "util/sorting.py" in no_color
-
-
-def _run_on_a_terminal(argv: list[str], cwd: Path, **env: str) -> str:
-    """Run with stdout on a pseudo-terminal, as a user's shell would; returns what it printed."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(argv, cwd=cwd, env=client_env(**env), stdout=follower, stderr=follower,
-                            stdin=subprocess.DEVNULL)
-    os.close(follower)
-    out = b""
-    while True:
-        ready, _, _ = select.select([leader], [], [], 60)
-        if not ready:
-            break
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    proc.wait(timeout=60)
-    os.close(leader)
-    return out.decode("utf-8", "replace")
 
 
 def test_daemon_status_exit_codes_and_an_idle_clock_status_does_not_reset(project: Path) -> None:

@@ -10,16 +10,13 @@ modes that involve the model, the scores (their last digit may differ between CP
 from __future__ import annotations
 
 import os
-import pty
 import re
-import select
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from client_helpers import cidx, client_env
+from client_helpers import cidx, run_on_a_terminal
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 MODES = {
@@ -28,28 +25,6 @@ MODES = {
     "hybrid": ["open a url with a timeout", "--fts", "--semantic"],
     "regex": [r"def \w+_sort", "--regex"],
 }
-
-
-def _on_a_terminal(argv: list[str], cwd: Path) -> str:
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(argv, cwd=cwd, env=client_env(), stdout=follower, stderr=follower,
-                            stdin=subprocess.DEVNULL)
-    os.close(follower)
-    out = b""
-    while True:
-        ready, _, _ = select.select([leader], [], [], 60)
-        if not ready:
-            break
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    proc.wait(timeout=60)
-    os.close(leader)
-    return out.decode("utf-8").replace("\r\n", "\n")
 
 
 def _normalise(text: str, mode: str) -> str:
@@ -64,7 +39,7 @@ def _normalise(text: str, mode: str) -> str:
 def test_human_output_matches_its_snapshot(project: Path, mode: str, where: str) -> None:
     args = ["query", *MODES[mode], "--limit", "3"]
     if where == "terminal":
-        out = _on_a_terminal([sys.executable, "-m", "cidx", *args], project)
+        out = run_on_a_terminal([sys.executable, "-m", "cidx", *args], project)
     else:
         proc = cidx(*args, cwd=project)
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
