@@ -269,6 +269,16 @@ class ChunkTable:
                                    for lo, hi in itertools.pairwise(offsets)]
         return self._texts
 
+    def header(self, row: int) -> str:
+        """The row's file path and scope (``src/requests/sessions.py Session.send``).
+
+        A method cut from its class, or a function from its module, no longer carries
+        those names in its own lines; the embedder reads this line above the text. (Full
+        text does not: measured, dev −0.005 / held-out +0.004 hybrid, no clear gain.)
+        """
+        scope, _ = self.symbols(row)
+        return " ".join(part for part in (self.file_of(row).path, scope) if part)
+
     def file_of(self, row: int) -> FileRecord:
         return self.files[int(self.rows[row, 0])]
 

@@ -445,9 +445,7 @@ def embedding_input(table: ChunkTable, row: int) -> str:
     above its text. A method cut from its class, or a function from its module, no longer
     carries those names in its own lines; the header gives the vector the context a reader
     has (a query about "CLI commands" meets ``src/flask/cli.py``)."""
-    scope, _ = table.symbols(row)
-    header = " ".join(part for part in (table.file_of(row).path, scope) if part)
-    return f"{header}\n{table.text(row)}"
+    return f"{table.header(row)}\n{table.text(row)}"
 
 
 def _embed_through_cache(embedder: Any, cache: EmbeddingCache, texts: list[str],
