@@ -52,7 +52,7 @@ class RankingParams:
     """The stage's constants. Leg weights are per query kind: (semantic, fts)."""
 
     weights: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {
-        SYMBOL: (0.3, 0.7), MIXED: (0.5, 0.5), TEXT: (0.55, 0.45)})
+        SYMBOL: (0.3, 0.7), MIXED: (0.5, 0.5), TEXT: (0.6, 0.4)})
     #: Added, in units of the best fused score, to a chunk that defines a queried name.
     definition_boost: float = 2.0
     #: Extra factor when the file is also named after the symbol (``console.py`` for Console).
