@@ -95,18 +95,23 @@ def run_on_a_terminal(argv: list[str], cwd: Path, **env: str) -> str:
     proc = subprocess.Popen(argv, cwd=cwd, env=client_env(**env), stdout=follower, stderr=follower,
                             stdin=subprocess.DEVNULL)
     os.close(follower)
-    out = b""
-    while True:
-        ready, _, _ = select.select([leader], [], [], 60)
-        if not ready:
-            break
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
+    out = drain(leader, 60)
     proc.wait(timeout=60)
     os.close(leader)
     return out.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def drain(leader: int, timeout: float) -> bytes:
+    """Everything a pseudo-terminal's other side writes until it closes (or is silent for `timeout`)."""
+    out = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], timeout)
+        if not ready:
+            return out
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the other side is gone
+            return out
+        if not data:
+            return out
+        out += data

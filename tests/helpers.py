@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,9 +10,23 @@ import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_SRC = ROOT / "client_zipapp"
+
+
+def load_build_script() -> ModuleType:
+    """build.py as a module (a script at the project root, not a package); loaded once."""
+    name = "cidx_build_script"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
 DAEMON_SRC = ROOT / "daemon_pkg" / "src"
 PYTHON = sys.executable  # the venv interpreter (a symlink: never resolve it)
 

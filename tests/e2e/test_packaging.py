@@ -21,21 +21,13 @@ from types import ModuleType
 
 import pytest
 
+from helpers import load_build_script
+
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ROOT = ROOT / "client_zipapp"
 SHARED_ROOT = ROOT / "daemon_pkg" / "src"
 #: The zipapp's packages: the client and the stdlib-only package it shares with the daemon.
 ZIPAPP_PACKAGES = ((CLIENT_ROOT, "cidx"), (SHARED_ROOT, "cidx_shared"))
-
-
-def load_build_script() -> ModuleType:
-    """Import build.py as a module (it is a script at the project root, not a package)."""
-    spec = importlib.util.spec_from_file_location("cidx_build_script", ROOT / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

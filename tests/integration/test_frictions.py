@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from client_helpers import cidx, client_env, daemon_pids, run_on_a_terminal, status
+from client_helpers import cidx, client_env, daemon_pids, drain, run_on_a_terminal, status
 from helpers import write_project
 
 
@@ -172,17 +172,7 @@ def test_index_progress_shows_a_rate_and_labelled_times_and_ctrl_c_finishes_its_
     embedding = out.rpartition(b"Embedding chunks")[2]
     assert b"chunks/s" in embedding and b"elapsed " in embedding and b"left ~" in embedding
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
-    while True:
-        ready, _, _ = select.select([leader], [], [], 30)
-        if not ready:
-            break
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
+    out += drain(leader, 30)
     assert proc.wait(timeout=60) == 130
     text = out.decode("utf-8", "replace")
     assert text.rstrip().endswith("interrupted")

@@ -11,18 +11,16 @@ passes here is a server a real agent can use.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from cidx_shared.schema import QUERY_OPTIONS
 from client_helpers import cidx, client_env, daemon_pids, kill_daemon
+from helpers import load_build_script
 
 mcp = pytest.importorskip("mcp")
 from mcp import ClientSession  # noqa: E402
@@ -31,18 +29,9 @@ from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cidx_build_script_mcp", ROOT / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build = _load_build_script()
+    build = load_build_script()
     return build.build_zipapp(tmp_path_factory.mktemp("zipapp") / "cidx.pyz", build.resolve_python(None))
 
 
