@@ -1,6 +1,6 @@
 """Measure ranking variants fast: every query of a set against already-built indexes, in-process.
 
-    .venv-dev/bin/python -m bench.quality.tune [--set dev|heldout|both] [--modes ...] \
+    .venv-dev/bin/python -m bench.quality.tune [--set dev|heldout|both|stdlib] [--modes ...] \
         [--param definition_boost=2.5 --param saturation=0.6 ...] [--per-query]
 
 The full benchmark (``run.py``) also times queries, digs 100 deep and writes reports; a
@@ -29,7 +29,8 @@ from bench.quality.annotations import load_queries
 from bench.quality.cli import DEFAULT_CACHE, DEFAULT_DEV_DATA, HERE
 from bench.quality.corpora import load_specs, materialise
 from bench.quality.indexes import ensure_index
-from bench.quality.metric import mean, ndcg_at_k, target_rank
+from bench.quality.metric import mean, ndcg_at_k, reciprocal_rank, target_rank
+from bench.quality.stdlib_set import ensure as ensure_stdlib_set
 
 
 def _set_params(assignments: list[str]) -> Any:
@@ -85,9 +86,28 @@ def evaluate(set_name: str, modes: list[str], per_query: bool) -> dict[str, dict
     return {"overall": overall, **by_repo}
 
 
+def evaluate_stdlib(modes: list[str], per_query: bool) -> dict[str, dict[str, float]]:
+    """The stdlib docstring -> function set: MRR@10 per mode (its index must be built by run.py)."""
+    source, queries, _ = ensure_stdlib_set(DEFAULT_CACHE, quick=False)
+    built = ensure_index("stdlib-doc", source, DEFAULT_CACHE, cidx.engine_fingerprint(), {})
+    ranks: dict[str, list[float]] = {m: [] for m in modes}
+    for q in queries:
+        for mode in modes:
+            rank = target_rank(ev._hits(cidx.search(built.config_path, q.text, mode, ev.K)), q.target)
+            ranks[mode].append(reciprocal_rank(rank, ev.K))
+            if per_query:
+                print(f"stdlib {mode:8} {rank or '-':>3}  {q.qualname}: {q.text}")
+    cidx.close(built.config_path)
+    overall = {m: mean(v) for m, v in ranks.items()}
+    print(f"\nstdlib ({len(queries)} queries): MRR@10")
+    print("".join(f"{m:>10}" for m in modes))
+    print("".join(f"{overall[m]:10.3f}" for m in modes))
+    return {"overall": overall}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--set", default="dev", choices=("dev", "heldout", "both"))
+    p.add_argument("--set", default="dev", choices=("dev", "heldout", "both", "stdlib"))
     p.add_argument("--modes", nargs="+", default=["hybrid", "semantic", "fts"])
     p.add_argument("--param", action="append", default=[])
     p.add_argument("--per-query", action="store_true")
@@ -98,7 +118,10 @@ def main() -> int:
     t0 = time.monotonic()
     out = {}
     for set_name in (("dev", "heldout") if args.set == "both" else (args.set,)):
-        out[set_name] = evaluate(set_name, args.modes, args.per_query)
+        if set_name == "stdlib":
+            out[set_name] = evaluate_stdlib(args.modes, args.per_query)
+        else:
+            out[set_name] = evaluate(set_name, args.modes, args.per_query)
     print(f"({time.monotonic() - t0:.0f}s)")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

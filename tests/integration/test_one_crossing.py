@@ -29,6 +29,7 @@ class RecordingProxy:
         self.back = back
         self.messages: list[tuple[str, int, object]] = []
         self._lock = threading.Lock()
+        self._pumps: list[threading.Thread] = []
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
@@ -46,8 +47,18 @@ class RecordingProxy:
                 return
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             upstream.connect(str(self.back))
-            threading.Thread(target=self._pump, args=(client, upstream, "to daemon"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, "to client"), daemon=True).start()
+            for args in ((client, upstream, "to daemon"), (upstream, client, "to client")):
+                pump = threading.Thread(target=self._pump, args=args, daemon=True)
+                self._pumps.append(pump)
+                pump.start()
+
+    def drained(self, timeout: float = 10.0) -> list[tuple[str, int, object]]:
+        """The messages once every connection so far has ended: the client's process can exit
+        before the proxy's thread has read its last frame (the goodbye) off the socket."""
+        for pump in list(self._pumps):
+            pump.join(timeout)
+        with self._lock:
+            return list(self.messages)
 
     def _pump(self, src: socket.socket, dst: socket.socket, direction: str) -> None:
         decoder = w.FrameDecoder()
@@ -96,8 +107,9 @@ def test_a_query_is_one_request_frame_and_one_reply(proxied: tuple[Path, Recordi
                           cwd=config.parent.parent, env=e, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert '"calc.py"' in proc.stdout
-    requests = [h for d, t, h in proxy.messages if d == "to daemon" and t == w.MSG_REQUEST]
-    replies = [t for d, t, h in proxy.messages if d == "to client"]
+    messages = proxy.drained()
+    requests = [h for d, t, h in messages if d == "to daemon" and t == w.MSG_REQUEST]
+    replies = [t for d, t, h in messages if d == "to client"]
     # One CALLATTR (no GETROOT, no handshake), then the goodbye the client sends as it closes.
-    assert requests == [w.HANDLE_CALLATTR, w.HANDLE_CLOSE], proxy.messages
-    assert replies == [w.MSG_REPLY], proxy.messages
+    assert requests == [w.HANDLE_CALLATTR, w.HANDLE_CLOSE], messages
+    assert replies == [w.MSG_REPLY], messages
