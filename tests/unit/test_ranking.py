@@ -87,3 +87,20 @@ def test_query_words_in_a_path_lift_a_near_tie() -> None:
 
 def test_weights_cover_every_kind() -> None:
     assert set(ranking.DEFAULT.weights) == {SYMBOL, MIXED, TEXT}
+
+
+def test_in_a_sentence_query_a_full_text_hit_counts_by_the_words_it_holds() -> None:
+    """Two BM25 ties: fused, the chunk holding every query word leads the one holding one word;
+    full text alone keeps BM25's order (rows 1 and 2 have equal raw scores; row order breaks it)."""
+    texts = {0: "def ismodule(o): return isinstance(o, ModuleType)", 1: "return x  # object",
+             2: "module object returned as true", 3: "pass"}
+    paths = {0: "inspect.py", 1: "a.py", 2: "b.py", 3: "c.py"}
+    query = "return true if the object is a module"
+    fts = [(1, 8.0), (2, 8.0)]
+    fused = [r.row for r in _rank({"semantic": [(0, 0.6), (3, 0.3)], "fts": fts}, query, texts, paths)]
+    assert fused.index(2) < fused.index(1)
+    assert [r.row for r in _rank({"fts": fts}, query, texts, paths)] == [1, 2]
+    off = ranking.dataclasses.replace(ranking.DEFAULT, coord_power=0.0)
+    plain = [r.row for r in _rank({"semantic": [(0, 0.6), (3, 0.3)], "fts": fts}, query, texts, paths,
+                                  params=off)]
+    assert plain.index(1) < plain.index(2)

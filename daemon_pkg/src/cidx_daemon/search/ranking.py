@@ -12,7 +12,11 @@ knowable from the code itself rather than from any one benchmark:
   accordingly: full text leads for identifiers, meaning leads for sentences.
 * **Fusion on normalised scores, not ranks alone**: each leg's scores are scaled to
   [0, 1] against its own best; a chunk both legs like gets both, and a chunk one leg is
-  sure about keeps most of that certainty (rank fusion flattened it).
+  sure about keeps most of that certainty (rank fusion flattened it). In a sentence query
+  a full-text hit counts in proportion to the share of the query's words it holds (BM25's
+  best hit for "return true if the object is a module" may hold only "return" and
+  "object"; fused at full weight it buried semantic's sure first hit). Full text alone
+  keeps BM25's order.
 * **Definitions first**: a chunk that defines a name the query mentions is lifted above
   the chunks that only use it, and definitions neither leg retrieved are brought in
   (the symbol lookup), more so when the file is named after the symbol. Chunks cut from a
@@ -70,6 +74,9 @@ class RankingParams:
     reexport_factor: float = 0.7
     #: Each further chunk of a file already listed is worth this much more (compounding).
     saturation: float = 0.3
+    #: Full text's share scales with coord**this: the share of the query's content words the
+    #: chunk holds (classic Lucene's coordination factor, which BM25 lacks).
+    coord_power: float = 1.0
     #: How many definitions the symbol lookup may bring in per query.
     max_injected: int = 20
     #: Added, in units of the best score, to a chunk holding the whole query verbatim.
@@ -297,6 +304,7 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
     if len(legs) == 1:
         weight = dict.fromkeys(legs, 1.0)
     fused: dict[int, Ranked] = {}
+    coord_words = [w for w in shape.words if len(w) > 1] if params.coord_power else []
     for leg, hits in legs.items():
         if not hits:
             continue
@@ -305,8 +313,14 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
         span = (best - floor) or 1.0
         for rank_no, (row, raw) in enumerate(hits, 1):
             item = fused.setdefault(row, Ranked(row, 0.0, {}, {}))
-            item.score += weight[leg] * (0.1 + 0.9 * (raw - floor) / span) if leg == "semantic" else \
-                weight[leg] * raw / (best or 1.0)
+            if leg == "semantic":
+                item.score += weight[leg] * (0.1 + 0.9 * (raw - floor) / span)
+            else:
+                share = weight[leg] * raw / (best or 1.0)
+                if coord_words and len(legs) > 1 and shape.kind != SYMBOL:
+                    text = text_of(row).lower()
+                    share *= (sum(w in text for w in coord_words) / len(coord_words)) ** params.coord_power
+                item.score += share
             item.ranks[leg] = rank_no
             item.scores[leg] = float(raw)
     if not fused and not shape.names:
