@@ -74,6 +74,11 @@ def _session(model: BertGraph | Path, threads: int) -> InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle pool threads sleep instead of spinning: a spinning pool kept both cores busy for
+    # milliseconds after each query embedding, and the daemon's next step (the numpy scoring of
+    # every vector) waited for them: semantic step 0.24 vs 2.4-3.8 ms, hybrid query p50 5.1-5.9
+    # vs 8.1-10.5 ms on the stdlib set; indexing throughput unchanged (116 vs 117 chunks/s).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # warnings about unused initializers etc. are noise to a user
     if isinstance(model, Path):
         source: str | bytes = str(model)
