@@ -104,3 +104,16 @@ def test_in_a_sentence_query_a_full_text_hit_counts_by_the_words_it_holds() -> N
     plain = [r.row for r in _rank({"semantic": [(0, 0.6), (3, 0.3)], "fts": fts}, query, texts, paths,
                                   params=off)]
     assert plain.index(1) < plain.index(2)
+
+
+def test_a_file_both_legs_point_at_leads_a_chunk_both_legs_half_like() -> None:
+    """Semantic's best chunk and full text's best chunk are two chunks of one file; another
+    file's single chunk is second in both legs. Chunk by chunk that runner-up wins; with the
+    file's evidence counted, the file both legs ranked first leads, by its best chunk."""
+    texts = {0: "def load(path): ...", 1: "parse config values", 2: "parse config entries", 3: "pass"}
+    paths = {0: "src/a.py", 1: "src/a.py", 2: "src/b.py", 3: "src/c.py"}
+    legs = {"semantic": [(0, 0.9), (2, 0.8), (3, 0.5)], "fts": [(1, 10.0), (2, 9.5)]}
+    query = "parse the config"
+    assert [r.row for r in _rank(legs, query, texts, paths)][:2] == [0, 2]
+    off = ranking.dataclasses.replace(ranking.DEFAULT, file_evidence=0.0)
+    assert _rank(legs, query, texts, paths, params=off)[0].row == 2

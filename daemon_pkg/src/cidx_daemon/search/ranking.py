@@ -17,6 +17,12 @@ knowable from the code itself rather than from any one benchmark:
   best hit for "return true if the object is a module" may hold only "return" and
   "object"; fused at full weight it buried semantic's sure first hit). Full text alone
   keeps BM25's order.
+* **Files carry evidence too**: the legs often agree on the file but not on the chunk
+  (semantic's best is the decorator, full text's best its wrapper, both in
+  ``validate_call_decorator.py``), while a chunk elsewhere that both legs rank second wins
+  chunk by chunk. In hybrid, most of a chunk's score is its file's (each leg's best
+  contribution from any chunk of the file, summed); the rest, its own, orders the file's
+  chunks.
 * **Definitions first**: a chunk that defines a name the query mentions is lifted above
   the chunks that only use it, and definitions neither leg retrieved are brought in
   (the symbol lookup), more so when the file is named after the symbol. Chunks cut from a
@@ -77,6 +83,9 @@ class RankingParams:
     #: Full text's share scales with coord**this: the share of the query's content words the
     #: chunk holds (classic Lucene's coordination factor, which BM25 lacks).
     coord_power: float = 1.0
+    #: Share of a chunk's fused score taken from its file's evidence: the sum over legs of the
+    #: best contribution any chunk of the file earned.
+    file_evidence: float = 0.8
     #: How many definitions the symbol lookup may bring in per query.
     max_injected: int = 20
     #: Added, in units of the best score, to a chunk holding the whole query verbatim.
@@ -304,6 +313,7 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
     if len(legs) == 1:
         weight = dict.fromkeys(legs, 1.0)
     fused: dict[int, Ranked] = {}
+    contrib: dict[tuple[str, str], float] = {}  # (path, leg) -> best contribution in that file
     coord_words = [w for w in shape.words if len(w) > 1] if params.coord_power else []
     for leg, hits in legs.items():
         if not hits:
@@ -314,17 +324,26 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
         for rank_no, (row, raw) in enumerate(hits, 1):
             item = fused.setdefault(row, Ranked(row, 0.0, {}, {}))
             if leg == "semantic":
-                item.score += weight[leg] * (0.1 + 0.9 * (raw - floor) / span)
+                share = weight[leg] * (0.1 + 0.9 * (raw - floor) / span)
             else:
                 share = weight[leg] * raw / (best or 1.0)
                 if coord_words and len(legs) > 1 and shape.kind != SYMBOL:
                     text = text_of(row).lower()
                     share *= (sum(w in text for w in coord_words) / len(coord_words)) ** params.coord_power
-                item.score += share
+            item.score += share
+            if params.file_evidence and len(legs) > 1:
+                key = (path_of(row), leg)
+                contrib[key] = max(contrib.get(key, 0.0), share)
             item.ranks[leg] = rank_no
             item.scores[leg] = float(raw)
     if not fused and not shape.names:
         return []
+    if contrib:
+        by_file: dict[str, float] = {}
+        for (path, _leg), share in contrib.items():
+            by_file[path] = by_file.get(path, 0.0) + share
+        for item in fused.values():
+            item.score += params.file_evidence * (by_file[path_of(item.row)] - item.score)
     top = max((r.score for r in fused.values()), default=1.0) or 1.0
 
     if shape.names:
