@@ -117,3 +117,15 @@ def test_a_file_both_legs_point_at_leads_a_chunk_both_legs_half_like() -> None:
     assert [r.row for r in _rank(legs, query, texts, paths)][:2] == [0, 2]
     off = ranking.dataclasses.replace(ranking.DEFAULT, file_evidence=0.0)
     assert _rank(legs, query, texts, paths, params=off)[0].row == 2
+
+
+@pytest.mark.parametrize(("query", "path", "matches"), [
+    ("template rendering", "src/flask/templating.py", True),
+    ("how are routes registered", "starlette/routing.py", True),
+    ("quantize", "model2vec/quantization.py", True),
+    ("session management", "flask/sessions.py", True),
+    ("template rendering", "src/flask/tempo.py", False),
+    ("routes", "src/roundtrip.py", False),
+])
+def test_query_words_meet_file_names_by_their_stem(query: str, path: str, matches: bool) -> None:
+    assert (ranking._path_match(classify(query).words, path) > 0) is matches

@@ -275,11 +275,30 @@ def _path_match(words: frozenset[str], path: str) -> float:
     if not words:
         return 0.0
     have = path_words(path)
+    stems = path_stems(path)
     hits = 0
     for w in words:
-        if w in have or (len(w) >= 4 and any(_prefixed(w, p) for p in have)):
+        if w in have or (len(w) >= 4 and (any(_prefixed(w, p) for p in have) or _stem(w) in stems)):
             hits += 1
     return hits / len(words)
+
+
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "er", "ed", "es", "s", "e")
+
+
+@lru_cache(maxsize=8192)
+def _stem(word: str) -> str:
+    """A light English stem, enough to meet a file name ("templating" and "template" ->
+    "templat", "routes"/"routing" -> "rout"); never shorter than four letters."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+@lru_cache(maxsize=8192)
+def path_stems(path: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in path_words(path) if len(w) >= 4)
 
 
 def _prefixed(word: str, part: str) -> bool:
