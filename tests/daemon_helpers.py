@@ -167,6 +167,27 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE_
         time.sleep(0.05)
 
 
+def thread_dump(pid: int, log_path: Path) -> str:
+    """The daemon's thread stacks (its SIGUSR1 handler writes them to the log): what a
+    daemon that will not stop is doing, for the failure message."""
+    before = log_path.stat().st_size if log_path.exists() else 0
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and (not log_path.exists() or log_path.stat().st_size == before):
+        time.sleep(0.05)
+    time.sleep(0.2)  # let the dump finish
+    return log_path.read_text(errors="replace")[-6000:] if log_path.exists() else "(no log)"
+
+
+def wait_for_exit(pid: int, log_path: Path, what: str) -> None:
+    """``wait_for`` the daemon ``pid`` to exit; on timeout the failure carries its stacks."""
+    try:
+        wait_for(lambda: not pid_alive(pid), what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; its log and thread stacks:\n{thread_dump(pid, log_path)}") from None
+
+
 def kill_all(config_path: Path) -> None:
     """Test cleanup: SIGKILL, by pid, every daemon this test started for its config."""
     for pid in daemon_pids(config_path):

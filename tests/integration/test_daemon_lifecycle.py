@@ -36,6 +36,7 @@ from daemon_helpers import (
     socket_path,
     start_detached,
     wait_for,
+    wait_for_exit,
 )
 
 
@@ -110,7 +111,7 @@ def test_detached_start_status_sigterm(project: Path) -> None:
     assert query(project, query="add numbers", fts=True)["error"] is None
 
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not pid_alive(pid), "the daemon to exit on SIGTERM")
+    wait_for_exit(pid, project.parent / "daemon.log", "the daemon to exit on SIGTERM")
     assert not socket_path(project).exists()
     log = (project.parent / "daemon.log").read_text()
     assert f"pid={pid}" in log

@@ -17,6 +17,7 @@ Life of a daemon
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import logging
 import logging.handlers
@@ -318,6 +319,9 @@ def _run(config_path: Path, cfg: dict[str, Any], *, ready_fd: int | None, detach
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        # `kill -USR1 <pid>`: every thread's stack into the log (fd 2 follows it when
+        # detached), for a daemon that hangs where no log line says why.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     warm = threading.Thread(target=_warm, args=(engine, info), name="cidx-warm", daemon=True)
     warm.start()
     if refresher is not None:
