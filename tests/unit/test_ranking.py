@@ -129,3 +129,47 @@ def test_a_file_both_legs_point_at_leads_a_chunk_both_legs_half_like() -> None:
 ])
 def test_query_words_meet_file_names_by_their_stem(query: str, path: str, matches: bool) -> None:
     assert (ranking._path_match(classify(query).words, path) > 0) is matches
+
+
+@pytest.mark.parametrize(("query", "name", "spelt"), [
+    ("Return true if the object is a coroutine function", "iscoroutinefunction", True),
+    ("Return a TarInfo object for member name", "getmember", True),
+    ("Add 'dir' to the list of directories searched for header files", "add_include_dir", False),
+    ("how are routes registered", "route", True),
+    ("cookie storage and persistence", "RequestsCookieJar", False),  # "requests", "jar" unspelt
+    ("open a url with a timeout", "urlopen", True),
+])
+def test_a_sentence_spells_the_names_it_describes(query: str, name: str, spelt: bool) -> None:
+    pieces = ranking._spelling_words(ranking._spelling_vocabulary(query))
+    assert (ranking.name_match([name], pieces, len(classify(query).words)) > 0) is spelt
+
+
+class _Defs:
+    """A symbol index over hand-made rows, for the name-spelling signal."""
+
+    def __init__(self, defs: dict[int, str]) -> None:
+        from cidx_daemon.index.chunking import Symbol
+
+        self.defs = {row: [Symbol(name, "function", "", 1)] for row, name in defs.items()}
+        self.syntax_rows = [True] * (max(defs) + 1)
+
+    def lookup(self, name: str, *, fold: bool = False) -> list:
+        return [(row, syms[0]) for row, syms in sorted(self.defs.items()) if syms[0].name == name]
+
+    def defined_in(self, row: int) -> list:
+        return self.defs.get(row, [])
+
+
+def test_a_definition_whose_name_the_query_spells_is_lifted() -> None:
+    # Both legs slightly prefer the caller; the function the sentence names wins once the
+    # ranking reads names, and does not without the signal.
+    texts = {0: "def check(obj):\n    return iscoroutinefunction(obj) or x",
+             1: "def iscoroutinefunction(obj):\n    return _f(obj)", 2: "def unrelated(): pass"}
+    paths = {0: "a.py", 1: "b.py", 2: "c.py"}
+    legs = {"semantic": [(0, 0.60), (1, 0.58), (2, 0.30)], "fts": [(0, 3.0), (1, 2.9), (2, 0.5)]}
+    query = "Return true if the object is a coroutine function"
+    kwargs = dict(query=query, limit=10, text_of=texts.__getitem__, path_of=paths.__getitem__,
+                  symbols=_Defs({0: "check", 1: "iscoroutinefunction", 2: "unrelated"}))
+    assert rank(legs, **kwargs)[0].row == 1
+    off = ranking.RankingParams(name_boost=0.0)
+    assert rank(legs, params=off, **kwargs)[0].row == 0

@@ -398,6 +398,9 @@ def test_ranking_trusts_the_symbol_index_over_the_regex() -> None:
         def lookup(self, name: str, *, fold: bool = False) -> list[tuple[int, Symbol]]:
             return [(1, Symbol("Pool", "class", "", 2))] if name == "Pool" else []
 
+        def defined_in(self, row: int) -> list[Symbol]:
+            return [Symbol("Pool", "class", "", 2)] if row == 1 else []
+
     legs = {"fts": [(0, 9.0), (2, 8.0)]}
     out = rank(legs, query="Pool", limit=10, text_of=texts.__getitem__, path_of=paths.__getitem__,
                symbols=Index())
@@ -413,6 +416,9 @@ class _Index:
 
     def lookup(self, name: str, *, fold: bool = False) -> list[tuple[int, Symbol]]:
         return [(row, sym) for row, sym in sorted(self.defs.items()) if sym.name == name]
+
+    def defined_in(self, row: int) -> list[Symbol]:
+        return [self.defs[row]] if row in self.defs else []
 
 
 def test_a_lone_word_the_code_defines_is_an_identifier_query() -> None:

@@ -82,11 +82,14 @@ class SymbolIndex:
         self.exact: dict[str, list[tuple[int, Symbol]]] = {}
         self.folded: dict[str, set[str]] = {}
         self.syntax_rows = np.zeros(len(table), dtype=bool)
+        self.by_row: dict[int, list[Symbol]] = {}
         for row in range(len(table)):
             scope, symbols = decode_symbols(table.raw_symbols(row))
             if scope is None:
                 continue
             self.syntax_rows[row] = True
+            if symbols:
+                self.by_row[row] = symbols
             for sym in symbols:
                 self.exact.setdefault(sym.name, []).append((row, sym))
         for name in self.exact:
@@ -102,6 +105,10 @@ class SymbolIndex:
             return self.exact.get(name, [])
         hits = [hit for n in self.folded.get(name.lower(), ()) for hit in self.exact[n]]
         return sorted(hits, key=lambda h: h[0])
+
+    def defined_in(self, row: int) -> list[Symbol]:
+        """The names a syntax-tree row defines (none for a regex-chunked row)."""
+        return self.by_row.get(row, [])
 
     def with_prefix(self, prefix: str, limit: int = 100) -> list[str]:
         """Defined names starting with ``prefix`` (case-sensitive), sorted, at most ``limit``."""

@@ -86,6 +86,10 @@ class RankingParams:
     #: Share of a chunk's fused score taken from its file's evidence: the sum over legs of the
     #: best contribution any chunk of the file earned.
     file_evidence: float = 0.8
+    #: Added, in units of the best score, to a chunk defining a name the query's words spell
+    #: (``iscoroutinefunction`` for "return true if the object is a coroutine function"),
+    #: times the share of the name they spell and of the query's words it holds.
+    name_boost: float = 0.5
     #: How many definitions the symbol lookup may bring in per query.
     max_injected: int = 20
     #: Added, in units of the best score, to a chunk holding the whole query verbatim.
@@ -185,6 +189,8 @@ class SymbolLookup(Protocol):
     syntax_rows: Any  # bool per row: chunked from a syntax tree (its symbols are complete)
 
     def lookup(self, name: str, *, fold: bool = False) -> list[tuple[int, Symbol]]: ...
+
+    def defined_in(self, row: int) -> list[Symbol]: ...
 
 
 def _qualifier(query: str) -> str:
@@ -305,6 +311,95 @@ def _prefixed(word: str, part: str) -> bool:
     return part.startswith(word) or (len(part) >= 4 and word.startswith(part))
 
 
+# --------------------------------------------------------------------------- names the query spells
+
+
+#: Words a name may carry that a sentence leaves implicit ("return true if ... is" -> ``is_x``).
+_GLUE = frozenset(("is", "get", "set", "has", "to", "from", "as", "of", "on", "by", "do", "make", "new",
+                   "add", "in", "at", "with", "for", "all"))
+_GLUE_PIECES = tuple((g, "") for g in sorted(_GLUE))
+
+
+@lru_cache(maxsize=512)
+def _spelling_words(words: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """(piece, query word) pairs a name may be spelt from: each content word and its light
+    stem ("directories" -> "directori", "routes" -> "rout")."""
+    out = {}
+    for w in words:
+        if len(w) < 3:
+            continue
+        out.setdefault(w, w)
+        out.setdefault(_stem(w), w)
+        if w.endswith("s") and len(w) > 3:
+            out.setdefault(w[:-1], w)
+    return tuple(sorted(out.items(), key=lambda kv: -len(kv[0])))
+
+
+def _spelt(name: str, pieces: tuple[tuple[str, str], ...]) -> tuple[float, frozenset[str]]:
+    """How much of ``name`` the query's words spell: (share of its letters covered by query
+    words and glue, the query words used). Names are split at case and underscores first;
+    lower-case runs (``iscoroutinefunction``) are segmented by the query's own words."""
+    tokens = [t.lower() for t in analyzer.code_tokens(name) if t.isalpha()]
+    total = sum(len(t) for t in tokens)
+    if not total:
+        return 0.0, frozenset()
+    covered = 0
+    used: set[str] = set()
+    for token in tokens:
+        at: dict[int, list[tuple[int, str]]] = {}  # where each piece (or glue: "") occurs
+        for piece, word in (*pieces, *_GLUE_PIECES):
+            i = token.find(piece)
+            while i >= 0:
+                at.setdefault(i, []).append((len(piece), word))
+                i = token.find(piece, i + 1)
+        if not at:
+            continue
+        n = len(token)
+        # best[i]: (letters covered, query words used) for token[i:]
+        best: list[tuple[int, frozenset[str]]] = [(0, frozenset())] * (n + 1)
+        for i in range(n - 1, -1, -1):
+            cand = best[i + 1]
+            for length, word in at.get(i, ()):
+                c, u = best[i + length]
+                if c + length > cand[0]:
+                    cand = (c + length, u | {word} if word else u)
+            best[i] = cand
+        covered += best[0][0]
+        used |= best[0][1]
+    return covered / total, frozenset(used)
+
+
+#: Words too common to spell a name with; "function", "class", "get" (stop words for the
+#: other signals) do spell names (``iscoroutinefunction``).
+_NOT_SPELLING = frozenset(("the", "and", "are", "can", "does", "for", "from", "has", "have", "how", "its",
+                           "that", "this", "was", "what", "when", "where", "which", "who", "why", "with",
+                           "into", "not", "all", "any", "one", "return", "returns"))
+
+
+@lru_cache(maxsize=512)
+def _spelling_vocabulary(query: str) -> frozenset[str]:
+    words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z\d]*", query)}
+    words |= {p.lower() for t in query.split() for p in analyzer.code_tokens(t)}
+    return frozenset(w for w in words if len(w) >= 3 and w not in _NOT_SPELLING)
+
+
+def name_match(names: Iterable[str], pieces: tuple[tuple[str, str], ...], n_words: int) -> float:
+    """The best of ``names`` by (share of the name the query spells) x (share of the query's
+    ``n_words`` content words it holds); 0 unless the query spells most of the name.
+    ``pieces``: ``_spelling_words`` of the query's spelling vocabulary."""
+    if not pieces or not n_words:
+        return 0.0
+    best = 0.0
+    for name in names:
+        low = name.lower()
+        if not any(piece in low for piece, _ in pieces):
+            continue  # the common case, decided without the segmentation
+        cover, used = _spelt(name, pieces)
+        if cover >= 0.75 and used:
+            best = max(best, cover * min(1.0, len(used) / n_words))
+    return best
+
+
 # --------------------------------------------------------------------------- the stage
 
 
@@ -357,8 +452,8 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
             item.scores[leg] = float(raw)
     if not fused and not shape.names:
         return []
+    by_file: dict[str, float] = {}
     if contrib:
-        by_file: dict[str, float] = {}
         for (path, _leg), share in contrib.items():
             by_file[path] = by_file.get(path, 0.0) + share
         for item in fused.values():
@@ -403,10 +498,17 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
 
     words = shape.words
     phrase = query.strip().lower() if len(query.strip()) >= 4 else ""
+    spell = params.name_boost and symbols is not None and shape.kind != SYMBOL and len(words) > 1
+    pieces = _spelling_words(_spelling_vocabulary(query)) if spell else ()
     for item in fused.values():
         path = path_of(item.row)
         if phrase and params.exact_boost and phrase in text_of(item.row).lower():
             item.score += top * params.exact_boost
+        if spell:
+            defined = symbols.defined_in(item.row)  # type: ignore[union-attr]
+            if defined:
+                item.score += top * params.name_boost * name_match((d.name for d in defined), pieces,
+                                                                    len(words))
         if params.path_boost and words:
             item.score += top * params.path_boost * _path_match(words, path)
         item.score *= role_factor(path, shape.asks_for, params)
