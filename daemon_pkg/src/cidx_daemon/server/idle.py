@@ -101,9 +101,14 @@ class ActivityTracker:
                     self._last = self._clock()
                 self._cond.notify_all()
 
-    def mark_evicted(self) -> None:
+    def mark_evicted(self, as_of: float | None = None) -> None:
+        """Record an eviction. An idle eviction passes the ``last_activity`` of the snapshot
+        it was decided on: a call since then (it may have reloaded what the eviction cleared)
+        leaves the flag down, so the next idle period evicts again. ``None``: asked for by a
+        client, recorded as is."""
         with self._cond:
-            self._evicted = True
+            if as_of is None or (self._last == as_of and self._in_flight == 0):
+                self._evicted = True
 
     def snapshot(self) -> Snapshot:
         with self._cond:

@@ -211,7 +211,7 @@ def _idle_loop(engine: Any, tracker: ActivityTracker, info: DaemonInfo,
                 engine.clear_cache()
             except Exception:
                 log.exception("clear_cache failed")
-            tracker.mark_evicted()
+            tracker.mark_evicted(as_of=snap.last_activity)
         elif decision == "shutdown":
             log.info("idle for %.1fs with no client: shutting down", tracker.now() - snap.last_activity)
             server.request_stop("idle")
