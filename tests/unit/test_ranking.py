@@ -138,10 +138,12 @@ def test_query_words_meet_file_names_by_their_stem(query: str, path: str, matche
     ("how are routes registered", "route", True),
     ("cookie storage and persistence", "RequestsCookieJar", False),  # "requests", "jar" unspelt
     ("open a url with a timeout", "urlopen", True),
+    ("Return true if the pathname refers to an existing directory", "isdir", True),
+    ("Return true if the pathname refers to an existing directory", "isfile", False),
 ])
 def test_a_sentence_spells_the_names_it_describes(query: str, name: str, spelt: bool) -> None:
-    pieces = ranking._spelling_words(ranking._spelling_vocabulary(query))
-    assert (ranking.name_match([name], pieces, len(classify(query).words)) > 0) is spelt
+    speller = ranking.Speller(ranking._spelling_vocabulary(query), len(classify(query).words))
+    assert (speller.best([name]) > 0) is spelt
 
 
 class _Defs:

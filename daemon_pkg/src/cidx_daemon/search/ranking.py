@@ -275,6 +275,7 @@ def path_words(path: str) -> frozenset[str]:
     return frozenset(out)
 
 
+@lru_cache(maxsize=8192)
 def _path_match(words: frozenset[str], path: str) -> float:
     """Share of the query's content words the path carries (a shared prefix of 4+ letters
     counts: "config" ~ "configuration")."""
@@ -322,8 +323,9 @@ _GLUE_PIECES = tuple((g, "") for g in sorted(_GLUE))
 
 @lru_cache(maxsize=512)
 def _spelling_words(words: frozenset[str]) -> tuple[tuple[str, str], ...]:
-    """(piece, query word) pairs a name may be spelt from: each content word and its light
-    stem ("directories" -> "directori", "routes" -> "rout")."""
+    """(piece, query word) pairs a name may be spelt from: each content word, its light stem
+    ("directories" -> "directori", "routes" -> "rout") and its prefixes of three letters or
+    more, as names abbreviate (``isdir`` for "is ... an existing directory")."""
     out = {}
     for w in words:
         if len(w) < 3:
@@ -332,41 +334,9 @@ def _spelling_words(words: frozenset[str]) -> tuple[tuple[str, str], ...]:
         out.setdefault(_stem(w), w)
         if w.endswith("s") and len(w) > 3:
             out.setdefault(w[:-1], w)
+        for k in range(3, len(w) - 1):  # abbreviations: dir(ectory), func(tion), arg(ument)s
+            out.setdefault(w[:k], w)
     return tuple(sorted(out.items(), key=lambda kv: -len(kv[0])))
-
-
-def _spelt(name: str, pieces: tuple[tuple[str, str], ...]) -> tuple[float, frozenset[str]]:
-    """How much of ``name`` the query's words spell: (share of its letters covered by query
-    words and glue, the query words used). Names are split at case and underscores first;
-    lower-case runs (``iscoroutinefunction``) are segmented by the query's own words."""
-    tokens = [t.lower() for t in analyzer.code_tokens(name) if t.isalpha()]
-    total = sum(len(t) for t in tokens)
-    if not total:
-        return 0.0, frozenset()
-    covered = 0
-    used: set[str] = set()
-    for token in tokens:
-        at: dict[int, list[tuple[int, str]]] = {}  # where each piece (or glue: "") occurs
-        for piece, word in (*pieces, *_GLUE_PIECES):
-            i = token.find(piece)
-            while i >= 0:
-                at.setdefault(i, []).append((len(piece), word))
-                i = token.find(piece, i + 1)
-        if not at:
-            continue
-        n = len(token)
-        # best[i]: (letters covered, query words used) for token[i:]
-        best: list[tuple[int, frozenset[str]]] = [(0, frozenset())] * (n + 1)
-        for i in range(n - 1, -1, -1):
-            cand = best[i + 1]
-            for length, word in at.get(i, ()):
-                c, u = best[i + length]
-                if c + length > cand[0]:
-                    cand = (c + length, u | {word} if word else u)
-            best[i] = cand
-        covered += best[0][0]
-        used |= best[0][1]
-    return covered / total, frozenset(used)
 
 
 #: Words too common to spell a name with; "function", "class", "get" (stop words for the
@@ -383,21 +353,73 @@ def _spelling_vocabulary(query: str) -> frozenset[str]:
     return frozenset(w for w in words if len(w) >= 3 and w not in _NOT_SPELLING)
 
 
-def name_match(names: Iterable[str], pieces: tuple[tuple[str, str], ...], n_words: int) -> float:
-    """The best of ``names`` by (share of the name the query spells) x (share of the query's
-    ``n_words`` content words it holds); 0 unless the query spells most of the name.
-    ``pieces``: ``_spelling_words`` of the query's spelling vocabulary."""
-    if not pieces or not n_words:
-        return 0.0
-    best = 0.0
-    for name in names:
-        low = name.lower()
-        if not any(piece in low for piece, _ in pieces):
-            continue  # the common case, decided without the segmentation
-        cover, used = _spelt(name, pieces)
-        if cover >= 0.75 and used:
-            best = max(best, cover * min(1.0, len(used) / n_words))
-    return best
+class Speller:
+    """One query's reading of names: how much of a defined name the query's words spell
+    (``iscoroutinefunction`` for "return true if the object is a coroutine function").
+
+    Names are split at case and underscores; lower-case runs are segmented by the query's own
+    words, their stems and abbreviations, plus glue words a sentence leaves implicit. A name
+    scores (share of its letters spelt) x (share of the query's content words it uses), and
+    nothing unless the query spells three quarters of it. Memoised per token and per name:
+    a code base's names share most of their tokens.
+    """
+
+    def __init__(self, vocabulary: frozenset[str], n_words: int) -> None:
+        self.pieces = _spelling_words(vocabulary)
+        self.n_words = n_words
+        self._any = re.compile("|".join(re.escape(p) for p, _ in self.pieces)) if self.pieces else None
+        self._by_start: dict[str, list[tuple[str, str]]] = {}  # first two letters -> pieces
+        for piece, word in (*self.pieces, *_GLUE_PIECES):
+            self._by_start.setdefault(piece[:2], []).append((piece, word))
+        self._tokens: dict[str, tuple[int, frozenset[str]]] = {}
+        self._names: dict[str, float] = {}
+
+    def _token(self, token: str) -> tuple[int, frozenset[str]]:
+        """(letters of ``token`` covered, query words used), the most letters possible."""
+        got = self._tokens.get(token)
+        if got is not None:
+            return got
+        n = len(token)
+        best: list[tuple[int, frozenset[str]]] = [(0, frozenset())] * (n + 1)  # for token[i:]
+        for i in range(n - 2, -1, -1):
+            cand = best[i + 1]
+            for piece, word in self._by_start.get(token[i:i + 2], ()):  # glue: word ""
+                if token.startswith(piece, i):
+                    c, u = best[i + len(piece)]
+                    if c + len(piece) > cand[0]:
+                        cand = (c + len(piece), u | {word} if word else u)
+            best[i] = cand
+        self._tokens[token] = best[0]
+        return best[0]
+
+    def spelt(self, name: str) -> tuple[float, frozenset[str]]:
+        """(share of ``name``'s letters spelt, the query words used)."""
+        tokens = [t.lower() for t in analyzer.code_tokens(name) if t.isalpha()]
+        total = sum(len(t) for t in tokens)
+        if not total:
+            return 0.0, frozenset()
+        covered = 0
+        used: frozenset[str] = frozenset()
+        for token in tokens:
+            c, u = self._token(token)
+            covered += c
+            used |= u
+        return covered / total, used
+
+    def value(self, name: str) -> float:
+        got = self._names.get(name)
+        if got is None:
+            got = 0.0
+            low = name.lower()
+            if self.n_words and self._any is not None and self._any.search(low):
+                cover, used = self.spelt(name)
+                if cover >= 0.75 and used:
+                    got = cover * min(1.0, len(used) / self.n_words)
+            self._names[name] = got
+        return got
+
+    def best(self, names: Iterable[str]) -> float:
+        return max((self.value(n) for n in names), default=0.0)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -498,17 +520,17 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
 
     words = shape.words
     phrase = query.strip().lower() if len(query.strip()) >= 4 else ""
-    spell = params.name_boost and symbols is not None and shape.kind != SYMBOL and len(words) > 1
-    pieces = _spelling_words(_spelling_vocabulary(query)) if spell else ()
+    speller = None
+    if params.name_boost and symbols is not None and shape.kind != SYMBOL and len(words) > 1:
+        speller = Speller(_spelling_vocabulary(query), len(words))
     for item in fused.values():
         path = path_of(item.row)
         if phrase and params.exact_boost and phrase in text_of(item.row).lower():
             item.score += top * params.exact_boost
-        if spell:
-            defined = symbols.defined_in(item.row)  # type: ignore[union-attr]
+        if speller is not None and symbols is not None:
+            defined = symbols.defined_in(item.row)
             if defined:
-                item.score += top * params.name_boost * name_match((d.name for d in defined), pieces,
-                                                                    len(words))
+                item.score += top * params.name_boost * speller.best(d.name for d in defined)
         if params.path_boost and words:
             item.score += top * params.path_boost * _path_match(words, path)
         item.score *= role_factor(path, shape.asks_for, params)
