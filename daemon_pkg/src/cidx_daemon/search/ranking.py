@@ -367,7 +367,7 @@ class Speller:
     def __init__(self, vocabulary: frozenset[str], n_words: int) -> None:
         self.pieces = _spelling_words(vocabulary)
         self.n_words = n_words
-        self._any = re.compile("|".join(re.escape(p) for p, _ in self.pieces)) if self.pieces else None
+        self._grams = frozenset(p[:3] for p, _ in self.pieces)  # every piece has 3+ letters
         self._by_start: dict[str, list[tuple[str, str]]] = {}  # first two letters -> pieces
         for piece, word in (*self.pieces, *_GLUE_PIECES):
             self._by_start.setdefault(piece[:2], []).append((piece, word))
@@ -411,7 +411,7 @@ class Speller:
         if got is None:
             got = 0.0
             low = name.lower()
-            if self.n_words and self._any is not None and self._any.search(low):
+            if self.n_words and any(low[i:i + 3] in self._grams for i in range(len(low) - 2)):
                 cover, used = self.spelt(name)
                 if cover >= 0.75 and used:
                     got = cover * min(1.0, len(used) / self.n_words)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from . import analyzer
@@ -53,15 +54,29 @@ def term_spans(text: str, planned: Sequence[PlannedClause], *, case_sensitive: b
         wholes.update(clause.whole)
     seqs = [c.seq for c in planned if c.seq]
     hits: Spans = {}
+    # A line or word holding none of the query's tokens as a substring cannot match: it is
+    # not split into parts (splitting every word was most of a query's result building).
+    # In its place goes one token that matches nothing, which breaks a phrase exactly as
+    # its own parts did.
+    probe = _probe(frozenset(wholes.union(*(alt for seq in seqs for alt in seq))))
     # Every part token in reading order: (key, line, start, end). Words never
     # cross lines, so tokenizing line by line equals tokenizing the chunk.
     part_tokens: list[tuple[str, int, int, int]] = []
+    nothing = ("", 0, 0, 0)
     for lineno, line in enumerate(analyzer.chunk_lines(text)):
+        if not probe.pattern or not probe.search(line if case_sensitive else line.lower()):
+            if seqs and analyzer.WORD_RE.search(line):
+                part_tokens.append(nothing)
+            continue
         for m in analyzer.WORD_RE.finditer(line):
             word, base = m.group(), m.start()
             key = word if case_sensitive else word.lower()
             if key in wholes:
                 hits.setdefault(lineno, []).append((base, m.end()))
+            if not probe.search(key):
+                if seqs and (not part_tokens or part_tokens[-1] is not nothing):
+                    part_tokens.append(nothing)
+                continue
             for a, b in analyzer.part_spans(word):
                 part = word[a:b]
                 pkey = part if case_sensitive else part.lower()
@@ -77,6 +92,12 @@ def term_spans(text: str, planned: Sequence[PlannedClause], *, case_sensitive: b
                 for _key, lineno, a, b in part_tokens[i:i + n]:
                     hits.setdefault(lineno, []).append((a, b))
     return hits
+
+
+@lru_cache(maxsize=256)
+def _probe(needles: frozenset[str]) -> re.Pattern[str]:
+    """One pattern finding any of a query's tokens (compiled once per query, not per hit)."""
+    return re.compile("|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True) if n))
 
 
 def regex_spans(text: str, rx: re.Pattern[str]) -> Spans:
