@@ -175,3 +175,14 @@ def test_a_definition_whose_name_the_query_spells_is_lifted() -> None:
     assert rank(legs, **kwargs)[0].row == 1
     off = ranking.RankingParams(name_boost=0.0)
     assert rank(legs, params=off, **kwargs)[0].row == 0
+
+
+def test_a_file_many_hits_point_at_outranks_one_mentioning_the_query_once() -> None:
+    # hub.py holds the best single hit; topic.py holds the next four: it is about the query.
+    texts = {0: "hub", 1: "t1", 2: "t2", 3: "t3", 4: "t4", 5: "far"}
+    paths = {0: "hub.py", 1: "topic.py", 2: "topic.py", 3: "topic.py", 4: "topic.py", 5: "far.py"}
+    legs = {"semantic": [(0, 0.62), (1, 0.60), (2, 0.59), (3, 0.58), (4, 0.57), (5, 0.1)]}
+    kwargs = dict(query="cookie storage", limit=10, text_of=texts.__getitem__, path_of=paths.__getitem__)
+    assert paths[rank(legs, **kwargs)[0].row] == "topic.py"
+    flat = ranking.RankingParams(breadth=0.0)
+    assert paths[rank(legs, params=flat, **kwargs)[0].row] == "hub.py"

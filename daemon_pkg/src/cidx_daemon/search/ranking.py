@@ -20,9 +20,11 @@ knowable from the code itself rather than from any one benchmark:
 * **Files carry evidence too**: the legs often agree on the file but not on the chunk
   (semantic's best is the decorator, full text's best its wrapper, both in
   ``validate_call_decorator.py``), while a chunk elsewhere that both legs rank second wins
-  chunk by chunk. In hybrid, most of a chunk's score is its file's (each leg's best
-  contribution from any chunk of the file, summed); the rest, its own, orders the file's
-  chunks.
+  chunk by chunk. Most of a chunk's score is its file's (each leg's best contribution from
+  any chunk of the file, summed, plus a little per e-fold of the file's chunks among the
+  candidates: a file many hits point at is about the query, a hub file that mentions it
+  once is not); the rest, its own, orders the file's chunks. This holds for one leg too:
+  measured, it lifted semantic and full text alone as much as hybrid.
 * **Definitions first**: a chunk that defines a name the query mentions is lifted above
   the chunks that only use it, and definitions neither leg retrieved are brought in
   (the symbol lookup), more so when the file is named after the symbol. Chunks cut from a
@@ -45,6 +47,7 @@ languages outside it: bench/quality).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +93,9 @@ class RankingParams:
     #: (``iscoroutinefunction`` for "return true if the object is a coroutine function"),
     #: times the share of the name they spell and of the query's words it holds.
     name_boost: float = 0.5
+    #: Added to a file's evidence per e-fold of its chunks among the candidates (log n): a
+    #: file many hits point at is about the query, not just mentioning it once.
+    breadth: float = 0.15
     #: How many definitions the symbol lookup may bring in per query.
     max_injected: int = 20
     #: Added, in units of the best score, to a chunk holding the whole query verbatim.
@@ -467,7 +473,7 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
                     text = text_of(row).lower()
                     share *= (sum(w in text for w in coord_words) / len(coord_words)) ** params.coord_power
             item.score += share
-            if params.file_evidence and len(legs) > 1:
+            if params.file_evidence:
                 key = (path_of(row), leg)
                 contrib[key] = max(contrib.get(key, 0.0), share)
             item.ranks[leg] = rank_no
@@ -478,6 +484,13 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
     if contrib:
         for (path, _leg), share in contrib.items():
             by_file[path] = by_file.get(path, 0.0) + share
+        if params.breadth:
+            hits_in: dict[str, int] = {}
+            for row in fused:
+                path = path_of(row)
+                hits_in[path] = hits_in.get(path, 0) + 1
+            for path, n in hits_in.items():
+                by_file[path] += params.breadth * math.log(n)
         for item in fused.values():
             item.score += params.file_evidence * (by_file[path_of(item.row)] - item.score)
     top = max((r.score for r in fused.values()), default=1.0) or 1.0
