@@ -359,6 +359,14 @@ def _spelling_vocabulary(query: str) -> frozenset[str]:
     return frozenset(w for w in words if len(w) >= 3 and w not in _NOT_SPELLING)
 
 
+@lru_cache(maxsize=65536)
+def _name_tokens(name: str) -> tuple[tuple[str, ...], int]:
+    """A defined name's lower-case letter tokens and their total length (names recur across
+    queries: split once)."""
+    tokens = tuple(t.lower() for t in analyzer.code_tokens(name) if t.isalpha())
+    return tokens, sum(len(t) for t in tokens)
+
+
 class Speller:
     """One query's reading of names: how much of a defined name the query's words spell
     (``iscoroutinefunction`` for "return true if the object is a coroutine function").
@@ -373,12 +381,20 @@ class Speller:
     def __init__(self, vocabulary: frozenset[str], n_words: int) -> None:
         self.pieces = _spelling_words(vocabulary)
         self.n_words = n_words
-        self._grams = frozenset(p[:3] for p, _ in self.pieces)  # every piece has 3+ letters
         self._by_start: dict[str, list[tuple[str, str]]] = {}  # first two letters -> pieces
         for piece, word in (*self.pieces, *_GLUE_PIECES):
             self._by_start.setdefault(piece[:2], []).append((piece, word))
         self._tokens: dict[str, tuple[int, frozenset[str]]] = {}
+        self._grams = frozenset(p[:3] for p, _ in self.pieces)  # every piece has 3+ letters
+        self._hints: dict[str, bool] = {}
         self._names: dict[str, float] = {}
+
+    def _has_piece(self, token: str) -> bool:
+        """Whether a query word's piece may occur in ``token`` (its first three letters do)."""
+        got = self._hints.get(token)
+        if got is None:
+            got = self._hints[token] = any(token[i:i + 3] in self._grams for i in range(len(token) - 2))
+        return got
 
     def _token(self, token: str) -> tuple[int, frozenset[str]]:
         """(letters of ``token`` covered, query words used), the most letters possible."""
@@ -400,8 +416,7 @@ class Speller:
 
     def spelt(self, name: str) -> tuple[float, frozenset[str]]:
         """(share of ``name``'s letters spelt, the query words used)."""
-        tokens = [t.lower() for t in analyzer.code_tokens(name) if t.isalpha()]
-        total = sum(len(t) for t in tokens)
+        tokens, total = _name_tokens(name)
         if not total:
             return 0.0, frozenset()
         covered = 0
@@ -416,8 +431,7 @@ class Speller:
         got = self._names.get(name)
         if got is None:
             got = 0.0
-            low = name.lower()
-            if self.n_words and any(low[i:i + 3] in self._grams for i in range(len(low) - 2)):
+            if self.n_words and any(self._has_piece(t) for t in _name_tokens(name)[0]):
                 cover, used = self.spelt(name)
                 if cover >= 0.75 and used:
                     got = cover * min(1.0, len(used) / self.n_words)
@@ -445,6 +459,10 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
     index; a row chunked from a syntax tree defines exactly the names it lists there (the
     regex is asked only about the others).
     """
+    # Each row's path and text are asked for several times below; the table decodes them
+    # from memory-mapped columns at every call.
+    path_of = lru_cache(maxsize=None)(path_of)
+    text_of = lru_cache(maxsize=None)(text_of)
     shape = classify(query)
     word = query.strip()
     if shape.kind == TEXT and symbols is not None and word.isidentifier() and symbols.lookup(word):

@@ -54,29 +54,29 @@ def term_spans(text: str, planned: Sequence[PlannedClause], *, case_sensitive: b
         wholes.update(clause.whole)
     seqs = [c.seq for c in planned if c.seq]
     hits: Spans = {}
-    # A line or word holding none of the query's tokens as a substring cannot match: it is
-    # not split into parts (splitting every word was most of a query's result building).
-    # In its place goes one token that matches nothing, which breaks a phrase exactly as
-    # its own parts did.
+    # A line holding none of the query's tokens as a substring cannot match: it is not
+    # tokenized. In its place goes one token that matches nothing, which breaks a phrase
+    # exactly as its own words did. A plain word is its own only part: it is not split
+    # (splitting every word was most of a query's result building).
     probe = _probe(frozenset(wholes.union(*(alt for seq in seqs for alt in seq))))
     # Every part token in reading order: (key, line, start, end). Words never
     # cross lines, so tokenizing line by line equals tokenizing the chunk.
     part_tokens: list[tuple[str, int, int, int]] = []
-    nothing = ("", 0, 0, 0)
     for lineno, line in enumerate(analyzer.chunk_lines(text)):
         if not probe.pattern or not probe.search(line if case_sensitive else line.lower()):
             if seqs and analyzer.WORD_RE.search(line):
-                part_tokens.append(nothing)
+                part_tokens.append(("", lineno, 0, 0))
             continue
         for m in analyzer.WORD_RE.finditer(line):
             word, base = m.group(), m.start()
             key = word if case_sensitive else word.lower()
+            if _one_part(word):  # most words: their only part is themselves
+                part_tokens.append((key, lineno, base, m.end()))
+                if key in wholes:  # as the whole word and as its part, like a compound's
+                    hits.setdefault(lineno, []).extend(((base, m.end()), (base, m.end())))
+                continue
             if key in wholes:
                 hits.setdefault(lineno, []).append((base, m.end()))
-            if not probe.search(key):
-                if seqs and (not part_tokens or part_tokens[-1] is not nothing):
-                    part_tokens.append(nothing)
-                continue
             for a, b in analyzer.part_spans(word):
                 part = word[a:b]
                 pkey = part if case_sensitive else part.lower()
@@ -92,6 +92,12 @@ def term_spans(text: str, planned: Sequence[PlannedClause], *, case_sensitive: b
                 for _key, lineno, a, b in part_tokens[i:i + n]:
                     hits.setdefault(lineno, []).append((a, b))
     return hits
+
+
+def _one_part(word: str) -> bool:
+    """A word ``analyzer.part_spans`` leaves whole: ASCII letters, all lower, all upper or
+    capitalised (``return``, ``HTTP``, ``Return``)."""
+    return word.isascii() and word.isalpha() and (word.islower() or word.isupper() or word[1:].islower())
 
 
 @lru_cache(maxsize=256)
