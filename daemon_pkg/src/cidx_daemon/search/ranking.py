@@ -31,6 +31,11 @@ knowable from the code itself rather than from any one benchmark:
   syntax tree list what they define (the chunk table's symbol index): that list is trusted
   over the definition regex, and a qualified query (``Client.send``) prefers the named
   owner. A lone word the code base defines ("quantize", "g") is an identifier query.
+* **Names the query spells**: a sentence often describes a function whose name is made
+  of its words ("return true if the object is a coroutine function" ->
+  ``iscoroutinefunction``, "... an existing directory" -> ``isdir``); a chunk defining such
+  a name is lifted in proportion to how much of the name the query spells and how many of
+  the query's words the name holds.
 * **Where the file is**: query words in a file's name or directory lift it
   ("session management" → ``sessions.py``).
 * **What the file is**: tests, examples, benchmarks, vendored, generated and
@@ -498,8 +503,8 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
             item.scores[leg] = float(raw)
     if not fused and not shape.names:
         return []
-    by_file: dict[str, float] = {}
     if contrib:
+        by_file: dict[str, float] = {}
         for (path, _leg), share in contrib.items():
             by_file[path] = by_file.get(path, 0.0) + share
         if params.breadth:
