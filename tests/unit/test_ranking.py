@@ -143,7 +143,7 @@ def test_query_words_meet_file_names_by_their_stem(query: str, path: str, matche
 ])
 def test_a_sentence_spells_the_names_it_describes(query: str, name: str, spelt: bool) -> None:
     speller = ranking.Speller(ranking._spelling_vocabulary(query), len(classify(query).words))
-    assert (speller.best([name]) > 0) is spelt
+    assert (speller.value(name) > 0) is spelt
 
 
 class _Defs:
@@ -186,3 +186,23 @@ def test_a_file_many_hits_point_at_outranks_one_mentioning_the_query_once() -> N
     assert paths[rank(legs, **kwargs)[0].row] == "topic.py"
     flat = ranking.RankingParams(breadth=0.0)
     assert paths[rank(legs, params=flat, **kwargs)[0].row] == "hub.py"
+
+
+def test_a_spelt_function_outranks_a_variable_of_the_same_name() -> None:
+    from cidx_daemon.index.chunking import Symbol
+
+    class Defs(_Defs):
+        def __init__(self) -> None:
+            self.defs = {0: [Symbol("register", "variable", "", 1)],
+                         1: [Symbol("register", "method", "Tracker", 1)],
+                         2: [Symbol("other", "function", "", 1)]}
+            self.syntax_rows = [True, True, True]
+
+    texts = {0: "register = _tracker.register", 1: "def register(self, name):\n    self._send(name)", 2: "x"}
+    paths = {0: "a.py", 1: "b.py", 2: "c.py"}
+    legs = {"semantic": [(0, 0.60), (1, 0.59), (2, 0.2)]}
+    kwargs = dict(query="Register name of resource with resource tracker", limit=10,
+                  text_of=texts.__getitem__, path_of=paths.__getitem__, symbols=Defs())
+    assert rank(legs, **kwargs)[0].row == 1
+    same = ranking.RankingParams(name_value_factor=1.0)
+    assert rank(legs, params=same, **kwargs)[0].row == 0

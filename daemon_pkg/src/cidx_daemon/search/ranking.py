@@ -98,6 +98,8 @@ class RankingParams:
     #: (``iscoroutinefunction`` for "return true if the object is a coroutine function"),
     #: times the share of the name they spell and of the query's words it holds.
     name_boost: float = 0.5
+    #: The share of that boost for a value (variable, field, constant) of the spelt name.
+    name_value_factor: float = 0.5
     #: Added to a file's evidence per e-fold of its chunks among the candidates (log n): a
     #: file many hits point at is about the query, not just mentioning it once.
     breadth: float = 0.15
@@ -443,8 +445,11 @@ class Speller:
             self._names[name] = got
         return got
 
-    def best(self, names: Iterable[str]) -> float:
-        return max((self.value(n) for n in names), default=0.0)
+    def best(self, defined: Iterable[Symbol], value_factor: float) -> float:
+        """The best of a chunk's definitions; a value (``register = tracker.register``) counts
+        ``value_factor`` as much as the function or class it names."""
+        return max((self.value(d.name) * (value_factor if d.kind in _VALUE_KINDS else 1.0) for d in defined),
+                   default=0.0)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -566,7 +571,7 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
         if speller is not None and symbols is not None:
             defined = symbols.defined_in(item.row)
             if defined:
-                item.score += top * params.name_boost * speller.best(d.name for d in defined)
+                item.score += top * params.name_boost * speller.best(defined, params.name_value_factor)
         if params.path_boost and words:
             item.score += top * params.path_boost * _path_match(words, path)
         item.score *= role_factor(path, shape.asks_for, params)
