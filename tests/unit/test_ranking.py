@@ -206,3 +206,14 @@ def test_a_spelt_function_outranks_a_variable_of_the_same_name() -> None:
     assert rank(legs, **kwargs)[0].row == 1
     same = ranking.RankingParams(name_value_factor=1.0)
     assert rank(legs, params=same, **kwargs)[0].row == 0
+
+
+@pytest.mark.parametrize(("path", "paths", "expected"), [
+    ("pydantic/v1/config.py", {"pydantic/config.py"}, True),
+    ("legacy/a.py", {"a.py"}, True),
+    ("pydantic/v1/config.py", {"pydantic/main.py"}, False),  # no current copy among the candidates
+    ("api/v1/users.py", {"api/v2/users.py"}, False),
+    ("src/config.py", {"config.py"}, False),
+])
+def test_a_legacy_copy_is_shadowed_by_its_current_file(path: str, paths: set[str], expected: bool) -> None:
+    assert ranking.shadowed(path, paths) is expected

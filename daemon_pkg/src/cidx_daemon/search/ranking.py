@@ -40,7 +40,9 @@ knowable from the code itself rather than from any one benchmark:
   ("session management" → ``sessions.py``).
 * **What the file is**: tests, examples, benchmarks, vendored, generated and
   documentation files answer code questions less often than the code: they are
-  demoted (never hidden) unless the query asks for them ("test", "docs", "example").
+  demoted (never hidden) unless the query asks for them ("test", "docs", "example"). So is
+  a legacy copy (``pydantic/v1/config.py``) when the candidates hold the file at its current
+  place (``pydantic/config.py``).
 * **One file does not fill the list**: each further chunk of a file already listed
   counts for less.
 
@@ -86,6 +88,8 @@ class RankingParams:
     vendored_factor: float = 0.3
     generated_factor: float = 0.5
     reexport_factor: float = 0.7
+    #: For a legacy copy (``v1/``, ``legacy/``, ``compat/``...) of a file also among the candidates.
+    shadowed_factor: float = 0.5
     #: Each further chunk of a file already listed is worth this much more (compounding).
     saturation: float = 0.3
     #: Full text's share scales with coord**this: the share of the query's content words the
@@ -274,6 +278,19 @@ def role_factor(path: str, asks_for: frozenset[str], params: RankingParams = DEF
     for role in file_roles(path) - asks_for:
         factor *= factors[role]
     return factor
+
+
+_LEGACY_DIR = re.compile(r"(?:^|/)(?:v\d+|legacy|compat|deprecated|old)/")
+
+
+def shadowed(path: str, paths: set[str] | frozenset[str]) -> bool:
+    """Whether ``path`` is a legacy copy (``pydantic/v1/config.py``) of a file that ``paths``
+    also holds at its current place (``pydantic/config.py``)."""
+    m = _LEGACY_DIR.search(path)
+    if not m:
+        return False
+    start = m.start() + (1 if path[m.start()] == "/" else 0)
+    return path[:start] + path[m.end():] in paths
 
 
 @lru_cache(maxsize=8192)
@@ -564,8 +581,11 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
     speller = None
     if params.name_boost and symbols is not None and shape.kind != SYMBOL and len(words) > 1:
         speller = Speller(_spelling_vocabulary(query), len(words))
+    paths = {path_of(r) for r in fused} if params.shadowed_factor != 1.0 else set()
     for item in fused.values():
         path = path_of(item.row)
+        if paths and shadowed(path, paths):
+            item.score *= params.shadowed_factor
         if phrase and params.exact_boost and phrase in text_of(item.row).lower():
             item.score += top * params.exact_boost
         if speller is not None and symbols is not None:
