@@ -217,3 +217,36 @@ def test_a_spelt_function_outranks_a_variable_of_the_same_name() -> None:
 ])
 def test_a_legacy_copy_is_shadowed_by_its_current_file(path: str, paths: set[str], expected: bool) -> None:
     assert ranking.shadowed(path, paths) is expected
+
+
+def test_an_exact_match_of_the_whole_query_is_not_buried() -> None:
+    # Full text ranks the one chunk holding the query verbatim first; semantic never saw it
+    # and likes twenty other files, and weighs more for a sentence query.
+    query = "retry with exponential backoff"
+    texts = {i: f"def handler_{i}(request):\n    return send(request)" for i in range(20)}
+    texts[20] = "# retry with exponential backoff, then give up\nfor delay in delays: ..."
+    texts.update({i: f"retry the {i}th send" for i in range(21, 30)})
+    paths = {i: f"pkg/mod{i}.py" for i in range(30)}
+    legs = {"semantic": [(i, 0.9 - 0.01 * i) for i in range(20)],
+            "fts": [(20, 12.0)] + [(i, 10.0 - 0.5 * (i - 21)) for i in range(21, 30)]}
+    rows = [r.row for r in _rank(legs, query, texts, paths)]
+    assert 20 in rows[:3]
+    without = ranking.dataclasses.replace(ranking.DEFAULT, exact_boost=0.0)
+    assert 20 not in [r.row for r in _rank(legs, query, texts, paths, params=without)][:3]
+
+
+@pytest.mark.parametrize(("part", "word", "expected"), [
+    ("ctx", "context", True), ("cfg", "configuration", True), ("hf", "huggingface", True),
+    ("mgr", "managers", True), ("db", "database", True), ("ws", "websocket", True),
+    ("re", "return", False),  # vowels: a real short word, not a short form
+    ("io", "information", False), ("fs", "futures", False),  # a plural's s is not a word's consonant
+    ("tx", "context", False), ("ctx", "ctxs", False),
+])
+def test_short_forms_in_file_names(part: str, word: str, expected: bool) -> None:
+    assert ranking._abbreviates(part, word) is expected
+
+
+def test_a_file_named_by_a_short_form_matches_the_query_word() -> None:
+    assert ranking._path_match(frozenset({"request", "context"}), "src/flask/ctx.py") == 0.5
+    assert ranking._path_match(frozenset({"hub", "huggingface"}), "model2vec/hf.py") == 0.5
+    assert ranking._path_match(frozenset({"return", "value"}), "lib/re.py") == 0.0
