@@ -250,3 +250,23 @@ def test_a_file_named_by_a_short_form_matches_the_query_word() -> None:
     assert ranking._path_match(frozenset({"request", "context"}), "src/flask/ctx.py") == 0.5
     assert ranking._path_match(frozenset({"hub", "huggingface"}), "model2vec/hf.py") == 0.5
     assert ranking._path_match(frozenset({"return", "value"}), "lib/re.py") == 0.0
+
+
+@pytest.mark.parametrize(("query", "describes"), [
+    ("return the number of days in a month", True), ("Parses the header line", True),
+    ("retry with backoff", True), ("copies a tree of files", True),
+    ("how are routes registered", False), ("request context handling", False),
+    ("testing client", False), ("return", False), ("returned value of the call", False),
+])
+def test_descriptions_of_behaviour_are_told_from_topics(query: str, describes: bool) -> None:
+    assert classify(query).describes is describes
+
+
+def test_a_description_of_behaviour_keeps_the_best_files_other_functions_close() -> None:
+    texts = {0: "def a(): pass", 1: "def b(): pass", 2: "def c(): pass", 3: "def d(): pass"}
+    paths = {0: "calendar.py", 1: "calendar.py", 2: "locale.py", 3: "time.py"}
+    legs = {"semantic": [(0, 0.80), (1, 0.78), (2, 0.70), (3, 0.40)]}
+    described = [r.row for r in _rank(legs, "return the number of days in a month", texts, paths)]
+    topic = [r.row for r in _rank(legs, "number of days in a month", texts, paths)]
+    assert described[:3] == [0, 1, 2]
+    assert topic[:3] == [0, 2, 1]

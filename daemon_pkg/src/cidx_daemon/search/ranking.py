@@ -44,7 +44,10 @@ knowable from the code itself rather than from any one benchmark:
   a legacy copy (``pydantic/v1/config.py``) when the candidates hold the file at its current
   place (``pydantic/config.py``).
 * **One file does not fill the list**: each further chunk of a file already listed
-  counts for less.
+  counts for less; much less for a topic ("how are routes registered": the next file is
+  likelier to matter than the same file's next chunk), a little for a description of
+  behaviour ("return the number of days in a month": the best file's other functions are
+  the likeliest alternatives to its first).
 
 Everything here is a pure function of the candidates, the chunk table and the query,
 with its constants in ``RankingParams`` (measured on the development set, checked on
@@ -92,6 +95,10 @@ class RankingParams:
     shadowed_factor: float = 0.5
     #: Each further chunk of a file already listed is worth this much more (compounding).
     saturation: float = 0.3
+    #: The same for a query that describes what code does ("return the number of days in a
+    #: month"): it asks for a function, and the best file's other functions are the likeliest
+    #: alternatives, where a topic ("how are routes registered") wants several files.
+    describing_saturation: float = 0.8
     #: Full text's share scales with coord**this: the share of the query's content words the
     #: chunk holds (classic Lucene's coordination factor, which BM25 lacks).
     coord_power: float = 1.0
@@ -153,12 +160,35 @@ _ROLE_WORDS = {
 }
 
 
+#: Verbs a description of behaviour starts with ("parse the header", "returns the last
+#: line"): the action words of docstrings' first lines and of function names. A sentence
+#: opening with one asks for the function that does it, not for a topic or a place.
+_ACTIONS = frozenset(f"{v}{s}" for v in (
+    "accept", "acquire", "add", "append", "apply", "assert", "bind", "build", "calculate", "call",
+    "cancel", "check", "clean", "clear", "close", "collect", "combine", "compare", "compile", "compress",
+    "compute", "configure", "connect", "construct", "convert", "copy", "count", "create", "decode",
+    "decompress", "delete", "deliver", "detect", "determine", "disable", "dispatch", "display", "download",
+    "drop", "dump", "emit", "enable", "encode", "ensure", "enter", "escape", "evaluate", "execute",
+    "exit", "expand", "extract", "feed", "fetch", "fill", "filter", "find", "finish", "flush", "format",
+    "generate", "get", "handle", "hash", "ignore", "initialize", "initialise", "insert", "install",
+    "iterate", "join", "kill", "list", "load", "lock", "log", "look", "make", "map", "mark", "match",
+    "merge", "move", "normalize", "normalise", "obtain", "open", "parse", "pop", "populate", "prepare",
+    "print", "process", "produce", "push", "put", "quote", "raise", "read", "receive", "record",
+    "register", "release", "reload", "remove", "rename", "render", "replace", "reset", "resolve",
+    "restore", "retrieve", "retry", "return", "run", "save", "scan", "schedule", "search", "send",
+    "serialize", "set", "skip", "sort", "split", "spawn", "start", "stop", "store", "strip", "submit",
+    "take", "terminate", "transform", "translate", "truncate", "try", "turn", "unlock", "unquote",
+    "update", "upload", "validate", "verify", "wait", "walk", "wrap", "write", "yield",
+) for s in ("", "s", "es")) | {"copies", "tries", "applies"}
+
+
 @dataclass(frozen=True)
 class QueryShape:
     kind: str
     names: tuple[str, ...]  # identifiers whose definitions are wanted
     words: frozenset[str]  # content words, lower-case, for path matching
     asks_for: frozenset[str]  # file roles the query names ("test", "docs", ...)
+    describes: bool = False  # a sentence starting with a verb: it describes what a function does
 
 
 @lru_cache(maxsize=512)
@@ -174,7 +204,8 @@ def classify(query: str) -> QueryShape:
         names = (name,) if name == text else (name, text)
         return QueryShape(SYMBOL, names, words | parts, asks)
     embedded = tuple(dict.fromkeys(m for m in _EMBEDDED.findall(text) if len(m) > 2))
-    return QueryShape(MIXED if embedded else TEXT, embedded, words | parts, asks)
+    describes = len(tokens) > 1 and tokens[0].lower() in _ACTIONS
+    return QueryShape(MIXED if embedded else TEXT, embedded, words | parts, asks, describes)
 
 
 # --------------------------------------------------------------------------- definitions
@@ -616,11 +647,12 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
         item.score *= role_factor(path, shape.asks_for, params)
 
     ordered = sorted(fused.values(), key=lambda r: (-r.score, r.row))
+    saturation = params.describing_saturation if shape.describes else params.saturation
     per_file: dict[str, int] = {}
     for item in ordered:
         path = path_of(item.row)
         n = per_file.get(path, 0)
-        item.score *= params.saturation ** n
+        item.score *= saturation ** n
         per_file[path] = n + 1
     ordered.sort(key=lambda r: (-r.score, r.row))
     return ordered[:limit]
