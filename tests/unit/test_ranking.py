@@ -270,3 +270,16 @@ def test_a_description_of_behaviour_keeps_the_best_files_other_functions_close()
     topic = [r.row for r in _rank(legs, "number of days in a month", texts, paths)]
     assert described[:3] == [0, 1, 2]
     assert topic[:3] == [0, 2, 1]
+
+
+def test_a_short_name_in_a_sentence_is_an_identifier() -> None:
+    # "g" is no English word: the chunk defining it comes first, though semantic put it last;
+    # "is" and "a" are words, and what defines them is not brought in.
+    texts = {0: "def app_context(): ...", 1: "def helper(): ...", 2: "g = LocalProxy(_cv_app)",
+             3: "is = 1", 4: "a = 2"}
+    paths = {0: "ctx.py", 1: "helpers.py", 2: "globals.py", 3: "x.py", 4: "y.py"}
+    legs = {"semantic": [(0, 0.6), (1, 0.5), (2, 0.2)]}
+    out = _rank(legs, "how is g used to store data in a request", texts, paths,
+                symbols=_Defs({0: "app_context", 1: "helper", 2: "g", 3: "is", 4: "a"}))
+    assert [r.row for r in out][:1] == [2]
+    assert {3, 4}.isdisjoint(r.row for r in out)

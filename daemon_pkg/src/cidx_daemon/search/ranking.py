@@ -30,7 +30,8 @@ knowable from the code itself rather than from any one benchmark:
   (the symbol lookup), more so when the file is named after the symbol. Chunks cut from a
   syntax tree list what they define (the chunk table's symbol index): that list is trusted
   over the definition regex, and a qualified query (``Client.send``) prefers the named
-  owner. A lone word the code base defines ("quantize", "g") is an identifier query.
+  owner. A lone word the code base defines ("quantize", "g") is an identifier query, and a
+  sentence's one- or two-letter token that is no English word ("how is g used") names one.
 * **Names the query spells**: a sentence often describes a function whose name is made
   of its words ("return true if the object is a coroutine function" ->
   ``iscoroutinefunction``, "... an existing directory" -> ``isdir``); a chunk defining such
@@ -152,6 +153,12 @@ _STOP = frozenset((
     "with", "work", "works", "code", "function", "method", "class", "file", "implementation", "implement",
     "handle", "handling",
 ))
+#: One- and two-letter words of English sentences; any other token that short is a name.
+_SHORT_WORDS = frozenset((
+    "a", "i", "am", "an", "as", "at", "be", "by", "do", "go", "he", "if", "in", "is", "it", "me", "my",
+    "no", "of", "ok", "on", "or", "so", "to", "up", "us", "we", "vs", "eg", "ie",
+))
+_SHORT_NAME = re.compile(r"^[a-z]{1,2}$")
 _ROLE_WORDS = {
     "test": ("test", "tests", "testing", "spec", "specs", "fixture", "fixtures", "mock", "mocks"),
     "example": ("example", "examples", "sample", "samples", "demo", "tutorial"),
@@ -545,6 +552,12 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
     if shape.kind == TEXT and symbols is not None and word.isidentifier() and symbols.lookup(word):
         # A lone word this code base defines ("quantize", "g") is an identifier too.
         shape = dataclasses.replace(shape, kind=SYMBOL, names=(word,))
+    elif shape.kind != SYMBOL and symbols is not None:
+        # So is a short token no English sentence holds ("how is g used", "where is db opened").
+        short = tuple(t for t in dict.fromkeys(t.strip(",;:!?'\"`()") for t in query.split())
+                      if _SHORT_NAME.match(t) and t not in _SHORT_WORDS and symbols.lookup(t))
+        if short:
+            shape = dataclasses.replace(shape, kind=MIXED, names=shape.names + short)
     w_sem, w_fts = params.weights[shape.kind]
     weight = {"semantic": w_sem, "fts": w_fts}
     if len(legs) == 1:
