@@ -48,6 +48,7 @@ def test_definitions_are_told_from_uses(text: str, name: str, expected: bool) ->
     ("src/app.spec.ts", True), ("examples/basic/main.py", True), ("docs/tutorial.md", True),
     ("vendor/github.com/x/y.go", True), ("dist/app.min.js", True), ("README.md", True),
     ("src/flask/__init__.py", True), ("testing.py", False),
+    ("pydantic/deprecated/decorator.py", True), ("lib/legacy/api.py", True), ("src/deprecation.py", False),
 ])
 def test_file_roles(path: str, demoted: bool) -> None:
     assert (role_factor(path, frozenset()) < 1.0) is demoted
@@ -56,6 +57,8 @@ def test_file_roles(path: str, demoted: bool) -> None:
 def test_asking_for_tests_or_docs_lifts_the_demotion() -> None:
     assert role_factor("tests/test_app.py", frozenset({"test"})) == 1.0
     assert role_factor("docs/guide.md", frozenset({"docs"})) == 1.0
+    asks = classify("the deprecated decorator").asks_for
+    assert role_factor("pydantic/deprecated/decorator.py", asks) == 1.0
 
 
 def _rank(legs, query, texts, paths, **kw):  # type: ignore[no-untyped-def]

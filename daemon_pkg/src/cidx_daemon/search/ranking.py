@@ -39,7 +39,7 @@ knowable from the code itself rather than from any one benchmark:
   the query's words the name holds.
 * **Where the file is**: query words in a file's name or directory lift it
   ("session management" → ``sessions.py``).
-* **What the file is**: tests, examples, benchmarks, vendored, generated and
+* **What the file is**: tests, examples, benchmarks, vendored, generated, deprecated and
   documentation files answer code questions less often than the code: they are
   demoted (never hidden) unless the query asks for them ("test", "docs", "example"). So is
   a legacy copy (``pydantic/v1/config.py``) when the candidates hold the file at its current
@@ -92,6 +92,7 @@ class RankingParams:
     vendored_factor: float = 0.3
     generated_factor: float = 0.5
     reexport_factor: float = 0.7
+    deprecated_factor: float = 0.7
     #: For a legacy copy (``v1/``, ``legacy/``, ``compat/``...) of a file also among the candidates.
     shadowed_factor: float = 0.5
     #: Each further chunk of a file already listed is worth this much more (compounding).
@@ -164,6 +165,7 @@ _ROLE_WORDS = {
     "example": ("example", "examples", "sample", "samples", "demo", "tutorial"),
     "docs": ("doc", "docs", "documentation", "readme", "guide", "changelog"),
     "bench": ("bench", "benchmark", "benchmarks", "perf"),
+    "deprecated": ("deprecated", "legacy", "old", "obsolete"),
 }
 
 
@@ -285,13 +287,15 @@ _BENCH_DIR = re.compile(r"(?:^|/)(?:benchmarks?|bench|perf)/")
 _VENDORED = re.compile(r"(?:^|/)(?:vendor|third_party|thirdparty|node_modules|external|extern|deps)/")
 _GENERATED = re.compile(r"(?:\.min\.\w+|_pb2\.py|\.pb\.go|\.generated\.\w+|\.g\.dart|\.d\.ts|\.lock)$|"
                         r"(?:^|/)(?:dist|build|gen|generated)/")
+_DEPRECATED = re.compile(r"(?:^|/)(?:deprecated|legacy)/")
 _DOCS = re.compile(r"\.(?:md|mdx|rst|txt|adoc)$|(?:^|/)docs?/")
 _REEXPORT = re.compile(r"(?:^|/)(?:__init__\.py|index\.[jt]s|mod\.rs|package-info\.java)$")
 
 
 @lru_cache(maxsize=8192)
 def file_roles(path: str) -> frozenset[str]:
-    """What a file is besides code: test, example, bench, vendored, generated, docs, reexport."""
+    """What a file is besides code: test, example, bench, vendored, generated, docs, reexport,
+    deprecated (kept for old callers: ``deprecated/``, ``legacy/``)."""
     roles = set()
     if _TEST_FILE.search(path) or _TEST_DIR.search(path):
         roles.add("test")
@@ -307,6 +311,8 @@ def file_roles(path: str) -> frozenset[str]:
         roles.add("docs")
     if _REEXPORT.search(path):
         roles.add("reexport")
+    if _DEPRECATED.search(path):
+        roles.add("deprecated")
     return frozenset(roles)
 
 
@@ -315,7 +321,8 @@ def role_factor(path: str, asks_for: frozenset[str], params: RankingParams = DEF
     query asks for ("tests for the parser") is not held against it."""
     factors = {"test": params.test_factor, "example": params.example_factor, "bench": params.example_factor,
                "vendored": params.vendored_factor, "generated": params.generated_factor,
-               "docs": params.docs_factor, "reexport": params.reexport_factor}
+               "docs": params.docs_factor, "reexport": params.reexport_factor,
+               "deprecated": params.deprecated_factor}
     factor = 1.0
     for role in file_roles(path) - asks_for:
         factor *= factors[role]
