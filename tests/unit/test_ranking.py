@@ -197,7 +197,7 @@ def test_a_spelt_function_outranks_a_variable_of_the_same_name() -> None:
     class Defs(_Defs):
         def __init__(self) -> None:
             self.defs = {0: [Symbol("register", "variable", "", 1)],
-                         1: [Symbol("register", "method", "Tracker", 1)],
+                         1: [Symbol("register", "method", "Pool", 1)],
                          2: [Symbol("other", "function", "", 1)]}
             self.syntax_rows = [True, True, True]
 
@@ -286,3 +286,13 @@ def test_a_short_name_in_a_sentence_is_an_identifier() -> None:
                 symbols=_Defs({0: "app_context", 1: "helper", 2: "g", 3: "is", 4: "a"}))
     assert [r.row for r in out][:1] == [2]
     assert {3, 4}.isdisjoint(r.row for r in out)
+
+
+def test_a_method_is_spelt_with_its_class_name() -> None:
+    from cidx_daemon.index.chunking import Symbol
+
+    query = "Produce text documentation for a given class object"
+    speller = ranking.Speller(ranking._spelling_vocabulary(query), len(classify(query).words))
+    text_doc = speller.best([Symbol("docclass", "method", "TextDoc", 1)], 0.5)
+    html_doc = speller.best([Symbol("docclass", "method", "HTMLDoc", 1)], 0.5)
+    assert text_doc > html_doc > 0

@@ -529,8 +529,16 @@ class Speller:
     def best(self, defined: Iterable[Symbol], value_factor: float) -> float:
         """The best of a chunk's definitions; a value (``register = tracker.register``) counts
         ``value_factor`` as much as the function or class it names."""
-        return max((self.value(d.name) * (value_factor if d.kind in _VALUE_KINDS else 1.0) for d in defined),
+        return max((self._owned(d) * (value_factor if d.kind in _VALUE_KINDS else 1.0) for d in defined),
                    default=0.0)
+
+    def _owned(self, d: Symbol) -> float:
+        """A method is called by its class's name too: "produce text documentation for a class"
+        spells ``TextDoc.docclass``, not ``HTMLDoc.docclass``."""
+        got = self.value(d.name)
+        if d.parent:
+            got = max(got, self.value(f"{d.parent.rsplit('.', 1)[-1]}.{d.name}"))
+        return got
 
 
 # --------------------------------------------------------------------------- the stage
