@@ -296,3 +296,15 @@ def test_a_method_is_spelt_with_its_class_name() -> None:
     text_doc = speller.best([Symbol("docclass", "method", "TextDoc", 1)], 0.5)
     html_doc = speller.best([Symbol("docclass", "method", "HTMLDoc", 1)], 0.5)
     assert text_doc > html_doc > 0
+
+
+def test_a_name_in_a_description_of_behaviour_is_context_not_the_target() -> None:
+    texts = {0: "class TarInfo(object):\n    pass", 1: "def getmembers(self):\n    return self.members",
+             2: "def other(): pass"}
+    paths = {0: "tarfile.py", 1: "tarfile.py", 2: "zipfile.py"}
+    legs = {"semantic": [(1, 0.7), (0, 0.68), (2, 0.3)]}
+    described = _rank(legs, "Return the members of the archive as a list of TarInfo objects", texts, paths,
+                      find_definitions=lambda name: [0])
+    asked = _rank(legs, "where are TarInfo objects made", texts, paths, find_definitions=lambda name: [0])
+    assert described[0].row == 1
+    assert asked[0].row == 0
