@@ -139,9 +139,9 @@ DEMO_FULL_EXCLUDES = (
     "turtledemo", "pydoc_data", "__pycache__", "config-*", "lib-dynload", "*.pyc",
 )
 DEMO_QUERIES = (
-    ("semantic", ["open a url with a timeout"]),
+    ("hybrid, the default", ["retry with backoff"]),
+    ("semantic", ["open a url with a timeout", "--semantic"]),
     ("full-text", ["urlopen", "--fts"]),
-    ("hybrid", ["retry with backoff", "--fts", "--semantic"]),
     ("json", ["parse a json document from a file", "--json", "--limit", "3"]),
 )
 

@@ -92,7 +92,7 @@ def test_the_header_shows_the_query_as_typed_and_json_names_the_mode(project: Pa
     assert proc.returncode == 0
     assert r"for 'def _?parse\w*\('" in proc.stdout.splitlines()[1]
     doc = json.loads(cidx("query", "read a file", "--json", cwd=project).stdout)
-    assert doc["mode"] == "semantic" and doc["request"]["semantic"] is True
+    assert doc["mode"] == "hybrid" and doc["request"]["semantic"] is doc["request"]["fts"] is True
 
 
 def test_semantic_results_show_a_snippet_not_the_whole_chunk(project: Path) -> None:

@@ -21,8 +21,8 @@ from client_helpers import cidx, run_on_a_terminal
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 MODES = {
     "fts": ["retry backoff", "--fts"],
-    "semantic": ["open a url with a timeout"],
-    "hybrid": ["open a url with a timeout", "--fts", "--semantic"],
+    "semantic": ["open a url with a timeout", "--semantic"],
+    "hybrid": ["open a url with a timeout"],  # the default: the same output as --fts --semantic
     "regex": [r"def \w+_sort", "--regex"],
 }
 

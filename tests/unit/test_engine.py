@@ -39,7 +39,7 @@ def paths(doc: dict) -> list[str]:
 
 
 def test_semantic_finds_the_right_function(project: Path) -> None:
-    doc = q(Engine(project), "open a url and give up after a timeout", limit=3)
+    doc = q(Engine(project), "open a url and give up after a timeout", semantic=True, limit=3)
     assert doc["mode"] == "semantic"
     top = doc["results"][0]
     assert top["path"] == "net/fetch.py"
@@ -102,7 +102,7 @@ def test_limit_with_filter_still_fills_the_page(tmp_path: Path) -> None:
 def test_min_score_and_limit(project: Path) -> None:
     eng = Engine(project)
     assert len(q(eng, "sort a list", limit=2)["results"]) == 2
-    assert q(eng, "sort a list", min_score=0.99)["results"] == []
+    assert q(eng, "sort a list", semantic=True, min_score=0.99)["results"] == []
 
 
 @pytest.mark.parametrize("request_, code, text", [

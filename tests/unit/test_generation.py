@@ -101,8 +101,10 @@ def test_full_text_first_then_vectors_share_everything_but_the_vectors(project: 
     assert fts_first.pending == 1
     doc = query(project, "pending_vectors_function", fts=True)
     assert doc["results"][0]["path"] == "later.py" and doc["pending"] == {"embed": 1}
-    semantic = query(project, "a function that returns soon")
+    semantic = query(project, "a function that returns soon", semantic=True)
     assert "later.py" not in {r["path"] for r in semantic["results"]}  # not embedded yet
+    default = query(project, "pending vectors function")  # hybrid: full text reaches it already
+    assert default["mode"] == "hybrid" and default["results"][0]["path"] == "later.py"
     first_dir = live(project)
     files = ("text.bin", "rows.npy", "fts/fts.json", "vectors.npy")
     inodes = {f: os.stat(first_dir / f).st_ino for f in files}

@@ -60,7 +60,8 @@ def test_every_option_has_a_flag_and_reaches_the_request() -> None:
 
 
 def test_defaults_and_modes() -> None:
-    assert schema.request_mode(parse(["q"])) == "semantic"
+    assert schema.request_mode(parse(["q"])) == "hybrid"  # neither flag: both legs
+    assert schema.request_mode(parse(["q", "--semantic"])) == "semantic"
     assert schema.request_mode(parse(["q", "--fts"])) == "fts"
     assert schema.request_mode(parse(["q", "--fts", "--semantic"])) == "hybrid"
     # a full-text-only flag on its own implies --fts
