@@ -32,7 +32,7 @@ QUERIES = {
     "fts --fuzzy": ["urlopne", "HTTPConection", "timout"],
 }
 FLAGS = {
-    "semantic": {}, "fts": {"fts": True}, "hybrid": {"fts": True, "semantic": True},
+    "semantic": {"semantic": True}, "fts": {"fts": True}, "hybrid": {"fts": True, "semantic": True},
     "fts --regex": {"fts": True, "regex": True}, "fts --fuzzy": {"fts": True, "fuzzy": True},
 }
 

@@ -116,7 +116,8 @@ def _run(args: argparse.Namespace) -> int:
                 fts.append(took * 1000)
                 polls.append(n)
                 if i < args.semantic_edits:
-                    took_sem, _ = _wait_found(install, root, words, rel, top=5, timeout_s=SEMANTIC_TIMEOUT_S)
+                    took_sem, _ = _wait_found(install, root, words, rel, "--semantic", top=5,
+                                             timeout_s=SEMANTIC_TIMEOUT_S)
                     sem.append(took_sem * 1000)
                 time.sleep(0.5)  # a burst of its own: the watcher's debounce window is 400 ms
                 print(f"  edit {i + 1:2d}/{args.edits}: full text {took * 1000:6.0f} ms ({n} queries)",

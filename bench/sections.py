@@ -45,7 +45,7 @@ QUERIES: dict[str, tuple[str, ...]] = {
                "read a json file", "compress data with zlib"),
 }
 MODE_FLAGS: dict[str, tuple[str, ...]] = {
-    "fts": ("--fts",), "semantic": (), "hybrid": ("--fts", "--semantic"),
+    "fts": ("--fts",), "semantic": ("--semantic",), "hybrid": ("--fts", "--semantic"),
 }
 DAEMON, STANDALONE, DIRECT, RG, GREP = "cidx (daemon)", "cidx (standalone)", "cidx-daemon query", "rg", "grep"
 
@@ -149,8 +149,8 @@ def startup(ctx: Context, runs: int) -> tuple[Section, list[Result]]:
         Command("probe: cidx --version", [*probe, "--version"], cwd, env, parse=probe_parser(None)),
         Command("probe: cidx query --fts", [*probe, "query", QUERIES["fts"][0], "--fts"], cwd, env,
                 parse=probe_parser("daemon")),
-        Command("probe: cidx query (semantic)", [*probe, "query", QUERIES["semantic"][0]], cwd, env,
-                parse=probe_parser("daemon")),
+        Command("probe: cidx query --semantic", [*probe, "query", QUERIES["semantic"][0], "--semantic"],
+                cwd, env, parse=probe_parser("daemon")),
     ]
     results = interleave(commands, runs, warmup=2)
     floor, version, probe_version, probe_fts, _ = results
