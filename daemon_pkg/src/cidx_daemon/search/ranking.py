@@ -366,15 +366,22 @@ def _path_match(words: frozenset[str], path: str) -> float:
         return 0.0
     have = path_words(path)
     stems = path_stems(path)
+    short = _short_forms(path)
     hits = 0
     for w in words:
-        if w in have or (len(w) >= 4 and (_stem(w) in stems
-                                          or any(_prefixed(w, p) or _abbreviates(p, w) for p in have))):
+        if w in have or (len(w) >= 4 and (_stem(w) in stems or any(_prefixed(w, p) for p in have)
+                                          or any(_abbreviates(p, w) for p in short))):
             hits += 1
     return hits / len(words)
 
 
 _VOWELS = frozenset("aeiouy")
+
+
+@lru_cache(maxsize=8192)
+def _short_forms(path: str) -> tuple[str, ...]:
+    """The path's words that may be a short form (2-4 letters, no vowel)."""
+    return tuple(p for p in path_words(path) if 2 <= len(p) <= 4 and not _VOWELS & set(p))
 
 
 def _abbreviates(part: str, word: str) -> bool:
@@ -480,6 +487,7 @@ class Speller:
         self._grams = frozenset(p[:3] for p, _ in self.pieces)  # every piece has 3+ letters
         self._hints: dict[str, bool] = {}
         self._names: dict[str, float] = {}
+        self._owners: dict[str, bool] = {}
 
     def _has_piece(self, token: str) -> bool:
         """Whether a query word's piece may occur in ``token`` (its first three letters do)."""
@@ -538,10 +546,16 @@ class Speller:
 
     def _owned(self, d: Symbol) -> float:
         """A method is called by its class's name too: "produce text documentation for a class"
-        spells ``TextDoc.docclass``, not ``HTMLDoc.docclass``."""
+        spells ``TextDoc.docclass``, not ``HTMLDoc.docclass``. Asked only of a name the query
+        already spells (cheaper, and measured better: stdlib hybrid 0.544 vs 0.539)."""
         got = self.value(d.name)
-        if d.parent:
-            got = max(got, self.value(f"{d.parent.rsplit('.', 1)[-1]}.{d.name}"))
+        if got and d.parent:
+            owner = d.parent.rsplit(".", 1)[-1]
+            spells = self._owners.get(owner)
+            if spells is None:  # most owners spell nothing: asked once per query
+                spells = self._owners[owner] = any(self._has_piece(t) for t in _name_tokens(owner)[0])
+            if spells:
+                got = max(got, self.value(f"{owner}.{d.name}"))
         return got
 
 
