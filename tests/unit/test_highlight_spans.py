@@ -71,3 +71,22 @@ def test_a_phrase_does_not_match_across_a_line_of_other_words() -> None:
     assert spans == {0: [(0, 5)], 1: [(0, 7)]}
     assert highlight.term_spans("retry\nsleep now\nbackoff\n", planned, case_sensitive=False) == {}
     assert highlight.term_spans("retry sleep backoff\n", planned, case_sensitive=False) == {}
+
+
+def _shown(text: str) -> list[str]:
+    planned = fts_query.plan(fts_query.parse_query(text), case_sensitive=False, expand=None)
+    return [" ".join(sorted(c.whole)) or " ".join(k for alt in c.seq for k in alt)
+            for c in highlight.shown_clauses(planned)]
+
+
+def test_function_words_are_not_marked_but_phrases_and_lone_ones_are() -> None:
+    assert _shown("open a url with a timeout") == ["open", "url", "timeout"]
+    assert _shown("the") == ["the"]  # nothing else to mark: keep what was asked
+    spans = highlight.term_spans("with a timeout\nthe end\n",
+                                 highlight.shown_clauses(fts_query.plan(
+                                     fts_query.parse_query("open a url with a timeout"),
+                                     case_sensitive=False, expand=None)), case_sensitive=False)
+    merged = {line: highlight._merge(found) for line, found in spans.items()}
+    assert merged == {0: [(7, 14)]}  # "timeout" only; line 1 holds no content word
+    quoted = fts_query.plan(fts_query.parse_query('"with a timeout"'), case_sensitive=False, expand=None)
+    assert highlight.shown_clauses(quoted) == list(quoted)

@@ -47,6 +47,26 @@ class Snippet:
                 "lines": list(self.lines)}
 
 
+#: Words of a sentence that say nothing about code: a hit is not marked where they occur
+#: (every line holds "the" or "a"), though they count in the ranking like any word.
+FUNCTION_WORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "if", "in", "into", "is",
+    "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "when", "where",
+    "which", "with",
+))
+
+
+def shown_clauses(planned: Sequence[PlannedClause]) -> list[PlannedClause]:
+    """The clauses worth marking: a lone function word is left out of a query that has
+    other words ("open a url with a timeout" marks open, url, timeout); a phrase keeps its
+    every word, and a query of function words only keeps them all."""
+    def function_word(c: PlannedClause) -> bool:
+        return len(c.seq) <= 1 and bool(c.whole) and all(k in FUNCTION_WORDS for k in c.whole)
+
+    kept = [c for c in planned if not function_word(c)]
+    return kept or list(planned)
+
+
 def term_spans(text: str, planned: Sequence[PlannedClause], *, case_sensitive: bool) -> Spans:
     """Spans of the tokens the planned query matches in ``text``."""
     wholes: set[str] = set()

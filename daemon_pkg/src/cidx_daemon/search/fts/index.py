@@ -279,6 +279,7 @@ class FtsIndex:
         idf = _idf(searcher) if expand is not None else None
         tq = self._filtered(query.to_tantivy(planned, self._schema, fields, idf), allowed)
         ranked = _top(searcher, tq, limit, self.table)
+        shown = highlight_mod.shown_clauses(planned)
         hits: list[FtsHit] = []
         for score, row in ranked:
             if min_score is not None and score < min_score:
@@ -286,7 +287,7 @@ class FtsIndex:
             text = self.table.text(row)
 
             def spans(text: str = text) -> highlight_mod.Spans:
-                return highlight_mod.term_spans(text, planned, case_sensitive=case_sensitive)
+                return highlight_mod.term_spans(text, shown, case_sensitive=case_sensitive)
 
             hits.append(self._hit(row, score, text, spans, snippet_lines, highlight))
         return hits
