@@ -14,26 +14,22 @@ from __future__ import annotations
 import re
 
 from cidx_daemon.search.fts import analyzer
-from cidx_daemon.search.fts.highlight import Snippet, window
+from cidx_daemon.search.fts.highlight import Snippet, probe, window
 
-#: Words too common in queries and code to point at a line.
-_STOP = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "i", "in", "is",
-    "it", "of", "on", "or", "the", "to", "what", "when", "where", "which", "with",
-))
 _DEFINITION = re.compile(r"\s*(?:(?:export|pub|public|private|protected|static|async|abstract|final)\s+)*"
                          r"(?:def|class|function|func|fn|struct|enum|trait|impl|interface|type|module)\b")
 
 
 def query_terms(query: str) -> frozenset[str]:
-    return frozenset(t.lower() for t in analyzer.code_tokens(query)) - _STOP
+    return frozenset(t.lower() for t in analyzer.code_tokens(query)) - analyzer.FUNCTION_WORDS
 
 
 def best_line(lines: list[str], terms: frozenset[str]) -> int:
     """Index of the line to centre the snippet on (see the module docstring)."""
     best, best_score = -1, 0
+    has_term = probe(terms).search if terms else None
     for i, line in enumerate(lines):
-        if terms:
+        if has_term is not None and has_term(line.lower()):  # no term inside: no token can be one
             score = len(terms.intersection(t.lower() for t in analyzer.code_tokens(line)))
             if score > best_score:
                 best, best_score = i, score

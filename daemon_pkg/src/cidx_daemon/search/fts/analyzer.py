@@ -39,6 +39,16 @@ WORD_RE = re.compile(r"\w+")
 _PART_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
 
+#: Words of a sentence that say nothing about code ("how", "the", "a"): results are not
+#: marked or centred where they occur (nearly every line holds one), though full text
+#: ranks by them like any word.
+FUNCTION_WORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "i", "if", "in",
+    "into", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "when",
+    "where", "which", "with",
+))
+
+
 def _shape(word: str) -> str:
     """Map a non-ASCII word to an ASCII string of the same length and case pattern.
 

@@ -47,21 +47,12 @@ class Snippet:
                 "lines": list(self.lines)}
 
 
-#: Words of a sentence that say nothing about code: a hit is not marked where they occur
-#: (every line holds "the" or "a"), though they count in the ranking like any word.
-FUNCTION_WORDS = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "if", "in", "into", "is",
-    "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "when", "where",
-    "which", "with",
-))
-
-
 def shown_clauses(planned: Sequence[PlannedClause]) -> list[PlannedClause]:
     """The clauses worth marking: a lone function word is left out of a query that has
     other words ("open a url with a timeout" marks open, url, timeout); a phrase keeps its
     every word, and a query of function words only keeps them all."""
     def function_word(c: PlannedClause) -> bool:
-        return len(c.seq) <= 1 and bool(c.whole) and all(k in FUNCTION_WORDS for k in c.whole)
+        return len(c.seq) <= 1 and bool(c.whole) and all(k in analyzer.FUNCTION_WORDS for k in c.whole)
 
     kept = [c for c in planned if not function_word(c)]
     return kept or list(planned)
@@ -78,12 +69,12 @@ def term_spans(text: str, planned: Sequence[PlannedClause], *, case_sensitive: b
     # tokenized. In its place goes one token that matches nothing, which breaks a phrase
     # exactly as its own words did. A plain word is its own only part: it is not split
     # (splitting every word was most of a query's result building).
-    probe = _probe(frozenset(wholes.union(*(alt for seq in seqs for alt in seq))))
+    needle = probe(frozenset(wholes.union(*(alt for seq in seqs for alt in seq))))
     # Every part token in reading order: (key, line, start, end). Words never
     # cross lines, so tokenizing line by line equals tokenizing the chunk.
     part_tokens: list[tuple[str, int, int, int]] = []
     for lineno, line in enumerate(analyzer.chunk_lines(text)):
-        if not probe.pattern or not probe.search(line if case_sensitive else line.lower()):
+        if not needle.pattern or not needle.search(line if case_sensitive else line.lower()):
             if seqs and analyzer.WORD_RE.search(line):
                 part_tokens.append(("", lineno, 0, 0))
             continue
@@ -121,7 +112,7 @@ def _one_part(word: str) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _probe(needles: frozenset[str]) -> re.Pattern[str]:
+def probe(needles: frozenset[str]) -> re.Pattern[str]:
     """One pattern finding any of a query's tokens (compiled once per query, not per hit)."""
     return re.compile("|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True) if n))
 
