@@ -53,9 +53,9 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
     sub.required = True
 
-    q = sub.add_parser("query", help="search (semantic by default; --fts; --fts --semantic = hybrid)",
-                       description="Search the index. Semantic by default; --fts for full text; "
-                                   "both for one hybrid list fused by reciprocal rank.")
+    q = sub.add_parser("query", help="search (hybrid by default; --semantic or --fts for one leg only)",
+                       description="Search the index. Hybrid by default: meaning and words in one "
+                                   "ranked list; --semantic for meaning only, --fts for full text only.")
     add_query_arguments(q)
 
     i = sub.add_parser("init", help="create .code-indexer/config.json in the current directory",

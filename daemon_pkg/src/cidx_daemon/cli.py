@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--no-ray", action="store_true",
                      help="embed locally even if the user config names a cluster")
 
-    s = sub.add_parser("query", help="search the index (semantic by default; --fts; both = hybrid)")
+    s = sub.add_parser("query",
+                       help="search the index (hybrid by default; --semantic or --fts for one leg only)")
     add_query_arguments(s)
 
     s = sub.add_parser("export", help="write the index to one file another copy of the project can import")
