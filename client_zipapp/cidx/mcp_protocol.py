@@ -41,7 +41,11 @@ from . import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Protocol
+
+    #: (phase, done, total or None): an index run's progress, as the daemon reports it.
+    Report = Callable[[str, int, "int | None"], None]
 
     class Backend(Protocol):
         """What the tools need from the outside world (the daemon, the index command)."""
@@ -52,8 +56,9 @@ if TYPE_CHECKING:
         def status(self) -> dict[str, Any]:
             """``{"index": <cidx status --json>, "daemon": <cidx daemon status --json>}``."""
 
-        def index(self) -> dict[str, Any]:
-            """Run an incremental index; its statistics (``cidx index --json``)."""
+        def index(self, report: Report | None = None) -> dict[str, Any]:
+            """Run an incremental index; its statistics (``cidx index --json``). ``report``
+            hears its progress as it goes."""
 
 
 #: The revision this server implements, then older ones whose tool messages are a subset.
@@ -224,7 +229,8 @@ def tool_list(version: str = LATEST_VERSION) -> list[dict[str, Any]]:
          "description": "Bring the index up to date with the files (incremental: only changed files are "
                         "re-read and embedded). Searches follow edits on their own while the daemon runs; "
                         "use this after large changes, or when status reports changed files. Answers with "
-                        "one summary line.",
+                        "one summary line; reports progress when the call asks for it (a progress token), "
+                        "and stops when the call is cancelled (the index stays as it was).",
          "inputSchema": _NO_ARGS, "outputSchema": _INDEX_OUTPUT,
          "annotations": {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": True,
                          "openWorldHint": False}},
@@ -448,6 +454,55 @@ def encode_reply(msg: Message, reply: dict[str, Any]) -> str:
         return encode(error_reply(msg.id, INTERNAL_ERROR, f"internal error: unencodable reply ({exc})"))
 
 
+def progress_token(params: dict[str, Any]) -> str | int | None:
+    """The request's ``_meta.progressToken`` (a string or an integer), if it asked for progress."""
+    meta = params.get("_meta")
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return token if _valid_id(token) else None
+
+
+def cancelled_request(msg: Message) -> str | int | None:
+    """The id a ``notifications/cancelled`` names, else None."""
+    if msg.kind != "notification" or msg.method != "notifications/cancelled":
+        return None
+    rid = msg.params.get("requestId") if isinstance(msg.params, dict) else None
+    return rid if _valid_id(rid) else None
+
+
+class ProgressRelay:
+    """An index run's progress -> ``notifications/progress`` messages for one request.
+
+    MCP wants one number that only grows: the phases' counts are added up (a phase's
+    count starts again at 0), a report that would not raise it is dropped, and the phase
+    goes in the message (revisions from 2025-03-26 carry one). ``send`` takes the
+    notification; the I/O layer writes it.
+    """
+
+    def __init__(self, token: str | int, send: Callable[[dict[str, Any]], None],
+                 version: str = LATEST_VERSION) -> None:
+        self.token = token
+        self.send = send
+        self.version = version
+        self._phase: str | None = None
+        self._base = 0  # counted by the phases before the current one
+        self._done = 0
+        self._sent = -1
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        if phase != self._phase:
+            self._base += self._done
+            self._phase, self._done = phase, 0
+        self._done = max(self._done, done)
+        progress = self._base + self._done
+        if progress <= self._sent and self._sent >= 0:
+            return
+        self._sent = progress
+        params: dict[str, Any] = {"progressToken": self.token, "progress": progress}
+        if self.version >= "2025-03-26":
+            params["message"] = f"{phase}: {done:,}" + (f" of {total:,}" if total is not None else "")
+        self.send({"jsonrpc": "2.0", "method": "notifications/progress", "params": params})
+
+
 class Session:
     """One client's session: the negotiated version and the dispatch of its requests.
 
@@ -468,7 +523,9 @@ class Session:
         reply = self.respond(msg)
         return None if reply is None else encode_reply(msg, reply)
 
-    def respond(self, msg: Message) -> dict[str, Any] | None:
+    def respond(self, msg: Message, send: Callable[[dict[str, Any]], None] | None = None,
+                ) -> dict[str, Any] | None:
+        """The reply to ``msg``; ``send`` writes notifications (progress) while it runs."""
         if msg.kind == "invalid":
             return msg.reply
         if msg.kind == "notification":
@@ -477,15 +534,17 @@ class Session:
             return None  # notifications/cancelled and the rest: nothing to answer, nothing to undo
         if msg.kind != "request":
             return None
+        token = progress_token(msg.params)
+        report = ProgressRelay(token, send, self.version) if token is not None and send is not None else None
         try:
-            result = self._dispatch(msg.method, msg.params)
+            result = self._dispatch(msg.method, msg.params, report)
         except RpcError as exc:
             return error_reply(msg.id, exc.code, str(exc))
         except Exception as exc:  # a bug here must cost one request, not the session
             return error_reply(msg.id, INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         return {"jsonrpc": "2.0", "id": msg.id, "result": result}
 
-    def _dispatch(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _dispatch(self, method: str, params: dict[str, Any], report: Report | None = None) -> dict[str, Any]:
         if method == "initialize":
             return self._initialize(params)
         if method == "ping":
@@ -502,7 +561,7 @@ class Session:
                                f"unknown tool {_short(name)} (tools: {', '.join(_TOOL_NAMES)})")
             if args is not None and not isinstance(args, dict):
                 raise RpcError(INVALID_PARAMS, 'invalid params: "arguments" must be an object')
-            return self.call_tool(name, args or {})
+            return self.call_tool(name, args or {}, report)
         raise RpcError(METHOD_NOT_FOUND, f"method not found: {_short(method)}")
 
     def _initialize(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -516,10 +575,10 @@ class Session:
                 "serverInfo": info,
                 "instructions": INSTRUCTIONS}
 
-    def call_tool(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    def call_tool(self, name: str, args: dict[str, Any], report: Report | None = None) -> dict[str, Any]:
         """Run one tool; every failure is a tool result with ``isError``, never an exception."""
         try:
-            result = self._run_tool(name, args)
+            result = self._run_tool(name, args, report)
         except ToolFailure as exc:
             return tool_error(str(exc))
         except Exception as exc:
@@ -528,7 +587,7 @@ class Session:
             result.pop("structuredContent", None)
         return result
 
-    def _run_tool(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _run_tool(self, name: str, args: dict[str, Any], report: Report | None) -> dict[str, Any]:
         if name == "search":
             request, max_tokens = search_request(args)
             return search_result(self.backend.search(request), max_tokens)
@@ -536,4 +595,4 @@ class Session:
             raise ToolFailure(f"{name} takes no arguments, got: {', '.join(sorted(args))}")
         if name == "status":
             return status_result(self.backend.status())
-        return index_result(self.backend.index())
+        return index_result(self.backend.index(report))

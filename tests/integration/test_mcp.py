@@ -122,8 +122,17 @@ def test_status_and_index_tools(pyz: Path, project: Path, tmp_path: Path) -> Non
         assert _structured(status)["index"]["indexed"] is True
 
         (project / "util" / "extra.py").write_text("def brand_new_helper():\n    return 42\n")
-        refreshed = await session.call_tool("index", {})
+        heard: list[tuple[float, Any, Any]] = []
+
+        async def on_progress(progress: float, total: Any, message: Any = None) -> None:
+            heard.append((progress, total, message))
+
+        refreshed = await session.call_tool("index", {}, progress_callback=on_progress)
         assert not _is_error(refreshed), _text(refreshed)
+        assert heard, "an index call with a progress token reported no progress"
+        counts = [p for p, _, _ in heard]
+        assert counts == sorted(set(counts))  # strictly growing, as MCP requires
+        assert any(m and m.startswith("Scanning files") for _, _, m in heard), heard
         line = _text(refreshed)
         assert "\n" not in line and line.startswith(("Indexed 5 files", "Index is up to date: 5 files"))
         assert _structured(refreshed)["files"] == 5
@@ -178,6 +187,60 @@ def test_stdout_carries_protocol_messages_only(pyz: Path, project: Path) -> None
     assert by_id[3]["error"]["code"] == -32601
     assert by_id[None]["error"]["code"] == -32700
     assert os.path.exists(project / ".code-indexer" / "daemon.sock")
+
+
+def test_a_cancelled_index_call_stops_its_run_and_gets_no_reply(pyz: Path, tmp_path: Path) -> None:
+    """Raw pipes: cancel an index run once it reports embedding; the server answers the
+    next request, never the cancelled one, the run's process is gone and the index is usable."""
+    import json
+    import subprocess
+    import time
+
+    project = tmp_path / "big"
+    project.mkdir()
+    for i in range(150):  # a few seconds of embedding on these machines
+        (project / f"mod_{i}.py").write_text("".join(
+            f"def handler_{i}_{j}(request, retries={j}):\n    # answer request {j} of module {i}\n"
+            f"    return [request.get(k) for k in range({j}, {j + 7})]\n\n" for j in range(6)))
+    assert cidx("init", cwd=project).returncode == 0
+    proc = subprocess.Popen([str(pyz), "mcp"], cwd=project, env=client_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+
+    def send(message: dict[str, Any]) -> None:
+        proc.stdin.write(json.dumps(message) + "\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+
+    try:
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+              "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                         "clientInfo": {"name": "t", "version": "0"}}})
+        assert json.loads(proc.stdout.readline())["id"] == 1
+        send({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+              "params": {"name": "index", "arguments": {}, "_meta": {"progressToken": "run"}}})
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # wait until the run is embedding
+            note = json.loads(proc.stdout.readline())
+            assert note.get("id") != 5, f"the run ended before it could be cancelled: {note}"
+            if note["params"].get("message", "").startswith("Embedding chunks"):
+                break
+        send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5}})
+        send({"jsonrpc": "2.0", "id": 6, "method": "ping"})
+        proc.stdin.close()  # the server finishes what runs, answers it, and exits at EOF
+        rest = [json.loads(line) for line in proc.stdout]
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert 6 in [r.get("id") for r in rest]
+    assert 5 not in [r.get("id") for r in rest], "a cancelled call was answered"
+    assert "cancelled by the client" in proc.stderr.read()
+    # Stopped mid-embedding: the live index is the run's full-text generation, its vectors
+    # pending (a run left to finish embeds them all), and the next run can take the lock.
+    status = json.loads(cidx("status", "--json", cwd=project).stdout)
+    assert (status.get("pending") or {}).get("embed", 0) > 0, status
+    done = cidx("index", "--quiet", cwd=project)
+    assert done.returncode == 0, done.stderr
 
 
 def test_help_says_what_it_serves_and_how_to_add_it(tmp_path: Path) -> None:

@@ -56,7 +56,12 @@ class FakeBackend:
                           "stale": {"changed": 1, "added": 0, "deleted": 0}},
                 "daemon": {"state": "running", "pid": 42, "reason": None}}
 
-    def index(self) -> dict[str, Any]:
+    def index(self, report: Any = None) -> dict[str, Any]:
+        if report is not None:  # as the daemon's JSON progress lines arrive
+            for phase, done, total in (("Scanning files", 0, None), ("Scanning files", 4, None),
+                                       ("Embedding chunks", 0, 2), ("Embedding chunks", 1, 2),
+                                       ("Embedding chunks", 1, 2), ("Embedding chunks", 2, 2)):
+                report(phase, done, total)
         return {"generation": "g2", "files": 4, "chunks": 9, "embedded": 2, "pending": 0, "reused_files": 3,
                 "changed_files": 1, "deleted_files": 0, "unchanged": False, "skipped": {},
                 "timings_s": {"total": 1.25}}
@@ -375,3 +380,42 @@ def test_search_arguments_are_refused_or_make_a_valid_request(args: dict) -> Non
     mode = args.get("mode") or ("fts" if any(args.get(k) for k in FTS_ONLY_KEYS) else "hybrid")
     assert bool(request.get("fts")) == (mode != "semantic")
     assert bool(request.get("semantic")) == (mode != "fts")
+
+
+def test_an_index_call_with_a_progress_token_reports_a_growing_count() -> None:
+    s, _ = session()
+    sent: list[dict[str, Any]] = []
+    params = {"name": "index", "arguments": {}, "_meta": {"progressToken": "t1"}}
+    msg = mp.parse(json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}))
+    reply = s.respond(msg, sent.append)
+    assert reply is not None and not reply["result"]["isError"]
+    assert {n["method"] for n in sent} == {"notifications/progress"}
+    assert [n["params"]["progress"] for n in sent] == [0, 4, 5, 6]  # the repeat is dropped
+    assert {n["params"]["progressToken"] for n in sent} == {"t1"}
+    assert sent[-1]["params"]["message"] == "Embedding chunks: 2 of 2"
+    assert sent[0]["params"]["message"] == "Scanning files: 0"
+
+
+def test_no_token_no_progress_and_old_revisions_get_no_message() -> None:
+    s, _ = session()
+    sent: list[dict[str, Any]] = []
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "index", "arguments": {}}}
+    s.respond(mp.parse(json.dumps(call)), sent.append)
+    assert sent == []
+    relay = mp.ProgressRelay(3, sent.append, version="2024-11-05")
+    relay("Scanning files", 1, None)
+    assert sent == [{"jsonrpc": "2.0", "method": "notifications/progress",
+                     "params": {"progressToken": 3, "progress": 1}}]
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}, 7),
+    ({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "a", "reason": "r"}},
+     "a"),
+    ({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1.5}}, None),
+    ({"jsonrpc": "2.0", "method": "notifications/cancelled"}, None),
+    ({"jsonrpc": "2.0", "method": "notifications/initialized"}, None),
+    ({"jsonrpc": "2.0", "id": 1, "method": "notifications/cancelled", "params": {"requestId": 7}}, None),
+])
+def test_which_request_a_cancellation_names(line: dict[str, Any], expected: Any) -> None:
+    assert mp.cancelled_request(mp.parse(json.dumps(line))) == expected

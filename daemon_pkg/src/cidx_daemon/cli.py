@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a later index embeds them)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--json", action="store_true", help="print the index statistics as JSON")
+    s.add_argument("--progress-json", action="store_true",
+                   help="report progress as JSON lines on stderr instead of a bar (for programs "
+                        "driving the index, such as cidx mcp)")
     ray = s.add_mutually_exclusive_group()
     ray.add_argument("--ray", metavar="ADDRESS", default=None,
                      help="embed on a Ray cluster (e.g. 10.0.0.5:6379 or auto; default: index.ray_address "
@@ -174,7 +177,15 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
         return _index_in_child(args.rerun, address)
     ray = None
     try:
-        if args.quiet or args.json:
+        if args.progress_json:
+            from cidx_daemon.progress_json import JsonLinesProgress
+
+            lines = JsonLinesProgress()
+            ray = _connect_ray(address, config_path, lines.note)
+            stats = index_project(config_path, clear=args.clear, embed=embed, progress=lines,
+                                  embedder_factory=_pool_factory(ray))
+            lines.finish()
+        elif args.quiet or args.json:
             ray = _connect_ray(address, config_path, None)
             stats = index_project(config_path, clear=args.clear, embed=embed,
                                   embedder_factory=_pool_factory(ray))
