@@ -795,9 +795,9 @@ def demo(dest: Path, full: bool, fresh: bool) -> None:
 ==> try it yourself
     export PATH="{VENV / 'bin'}:$PATH"     # cidx and cidx-daemon
     cd {dest}
-    cidx query "read a file with a timeout"          # semantic
-    cidx query urlopen --fts                          # full text
-    cidx query "retry with backoff" --fts --semantic  # hybrid
+    cidx query "retry with backoff"                   # hybrid, the default
+    cidx query "read a file with a timeout" --semantic  # by meaning only
+    cidx query urlopen --fts                          # full text only
     cidx --help""")
 
 
