@@ -1,7 +1,7 @@
 """Chunks per second of the default (int8) and the fp32 embedder, interleaved in one run.
 
     .venv-dev/bin/python bench/embed_speed.py [--chunks 300] [--rounds 5] [--batch 32]
-                                              [--threads 2] [--sweep]
+                                              [--threads 2] [--sweep] [--fused-attention]
 
 The chunks are real code: this interpreter's standard library cut by cidx's own
 chunker (800 characters), the first ``--chunks`` of them in file order. Both
@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +30,14 @@ sys.path.insert(0, str(ROOT / "daemon_pkg" / "src"))
 
 from cidx_daemon.index.chunking import chunk_text  # noqa: E402
 from cidx_daemon.search.embedding import load_embedder  # noqa: E402
+from cidx_daemon.search.embedding.bert_onnx import build_bert_onnx  # noqa: E402
+from cidx_daemon.search.embedding.minilm import (  # noqa: E402
+    OnnxMiniLMEmbedder,
+    _session,
+    _tokenizer,
+    default_threads,
+)
+from cidx_daemon.search.embedding.model_files import FP32_NAME, INT8_NAME, locate_minilm  # noqa: E402
 
 
 def stdlib_chunks(count: int) -> list[str]:
@@ -59,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="default: min(2, cores)")
     parser.add_argument("--sweep", action="store_true", help="also batch sizes 8-128 and 1 vs 2 threads")
+    parser.add_argument("--fused-attention", action="store_true",
+                        help="also time both embedders built with onnxruntime's fused Attention op instead "
+                        "of standard ops (the int8 one quantized here, ~15 s)")
     args = parser.parse_args(argv)
 
     chunks = stdlib_chunks(args.chunks)
@@ -68,18 +80,20 @@ def main(argv: list[str] | None = None) -> int:
           f"batch {args.batch}, {args.rounds} interleaved rounds")
     default = load_embedder("minilm", threads=args.threads)
     fp32 = load_embedder("minilm-fp32", threads=args.threads)
-    for embedder in (default, fp32):  # warm-up: first runs allocate arenas
+    contenders = {"minilm": default, "minilm-fp32": fp32}
+    if args.fused_attention:
+        contenders.update(fused_attention_embedders(args.threads))
+    for embedder in contenders.values():  # warm-up: first runs allocate arenas
         embedder.embed_documents(chunks[:32], batch_size=args.batch)
-    rates: dict[str, list[float]] = {default.name: [], fp32.name: []}
+    rates: dict[str, list[float]] = {label: [] for label in contenders}
     ratios: list[float] = []
     for _ in range(args.rounds):
-        a = rate(default, chunks, args.batch)
-        b = rate(fp32, chunks, args.batch)
-        rates[default.name].append(a)
-        rates[fp32.name].append(b)
-        ratios.append(a / b)
-    print(f"minilm      ({default.name}): {spread(rates[default.name])}")
-    print(f"minilm-fp32 ({fp32.name}):        {spread(rates[fp32.name])}")
+        for label, embedder in contenders.items():
+            rates[label].append(rate(embedder, chunks, args.batch))
+        ratios.append(rates["minilm"][-1] / rates["minilm-fp32"][-1])
+    width = max(len(label) + len(e.name) for label, e in contenders.items()) + 4
+    for label, embedder in contenders.items():
+        print(f"{f'{label} ({embedder.name}):':{width}} {spread(rates[label])}")
     print(f"ratio default/fp32: {statistics.median(ratios):.2f}x "
           f"(per-round {min(ratios):.2f}-{max(ratios):.2f})")
     sims = (default.embed_documents(chunks, batch_size=args.batch)
@@ -89,6 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep:
         sweep(chunks, args)
     return 0
+
+
+def fused_attention_embedders(threads: int | None) -> dict[str, OnnxMiniLMEmbedder]:
+    """Both embedders built with onnxruntime's fused Attention op (QAttention once quantized)
+    instead of MatMul/Softmax/Transpose: same vectors, and whether it is faster depends on the
+    CPU's kernels (bert_onnx._attention_fused has the figures so far), so keep it measurable."""
+    files = locate_minilm()
+    sys.path.insert(0, str(ROOT / "daemon_pkg" / "tools"))
+    import make_minilm_model as tool  # the build's own quantizer settings
+    cores = threads or default_threads()
+    fused = build_bert_onnx(files.weights, files.config, fused_attention=True)
+    with tempfile.TemporaryDirectory(prefix="cidx-bench-") as tmp:
+        fp32_file = Path(tmp, "fp32.onnx")
+        tool.save_graph(fused, fp32_file)
+        tool.quantize(fp32_file, Path(tmp, "int8.onnx"))
+        int8_session = _session(Path(tmp, "int8.onnx"), cores)  # loaded: the file may go
+    tokenizer = _tokenizer(files.tokenizer)
+    return {"minilm, fused attention": OnnxMiniLMEmbedder(INT8_NAME, int8_session, tokenizer),
+            "minilm-fp32, fused attention": OnnxMiniLMEmbedder(FP32_NAME, _session(fused, cores), tokenizer)}
 
 
 def sweep(chunks: list[str], args: argparse.Namespace) -> None:

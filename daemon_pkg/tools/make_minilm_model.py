@@ -6,7 +6,7 @@ start. The fp32 graph comes from the daemon's own `bert_onnx` (imported by path,
 so the build venv needs no daemon install), which keeps the int8 graph
 numerically tied to the fp32 embedder users can still select.
 
-    python daemon_pkg/tools/make_minilm_model.py --source DIR --bert-onnx PATH --out DIR [--fuse]
+    python daemon_pkg/tools/make_minilm_model.py --source DIR --bert-onnx PATH --out DIR
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 #: sentence-transformers' max_seq_length for all-MiniLM-L6-v2; the published
 #: tokenizer.json says 128, which silently drops the second half of long chunks.
@@ -36,26 +37,19 @@ def load_module(path: Path) -> ModuleType:
 
 def fp32_model_file(bert_onnx: ModuleType, source: Path, dest: Path) -> Path:
     """The fp32 graph as one self-contained .onnx file: the quantizer reads files, not arrays."""
+    return save_graph(bert_onnx.build_bert_onnx(source / "model.safetensors", source / "config.json"), dest)
+
+
+def save_graph(graph: Any, dest: Path) -> Path:
+    """A `bert_onnx.BertGraph` (external initializers held as arrays) as one .onnx file."""
     import onnx
     from onnx import numpy_helper
 
-    graph = bert_onnx.build_bert_onnx(source / "model.safetensors", source / "config.json")
     model = onnx.load_model_from_string(graph.model)
     for init in model.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             init.CopyFrom(numpy_helper.from_array(graph.external[init.name], init.name))
     onnx.save(model, str(dest))
-    return dest
-
-
-def fuse(model: Path, dest: Path, hidden: int, heads: int) -> Path:
-    """onnxruntime's transformer fusions (SkipLayerNorm, BiasGelu; needs sympy). Measured no
-    faster than the session's own ORT_ENABLE_ALL fusions on this model, so off by default."""
-    from onnxruntime.transformers import optimizer
-
-    optimized = optimizer.optimize_model(str(model), model_type="bert", num_heads=heads, hidden_size=hidden,
-                                         opt_level=0)
-    optimized.save_model_to_file(str(dest))
     return dest
 
 
@@ -84,16 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                         "tokenizer.json")
     parser.add_argument("--bert-onnx", type=Path, required=True, help="path of cidx_daemon's bert_onnx.py")
     parser.add_argument("--out", type=Path, required=True, help="the package directory to fill")
-    parser.add_argument("--fuse", action="store_true", help="apply onnxruntime's transformer fusions first")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     bert_onnx = load_module(args.bert_onnx)
-    config = json.loads((args.source / "config.json").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="cidx-model-") as tmp:
         model = fp32_model_file(bert_onnx, args.source, Path(tmp) / "fp32.onnx")
-        if args.fuse:
-            model = fuse(model, Path(tmp) / "fp32-fused.onnx", config["hidden_size"],
-                         config["num_attention_heads"])
         quantize(model, args.out / "model_int8.onnx")
     shutil.copyfile(args.source / "model.safetensors", args.out / "model.safetensors")
     shutil.copyfile(args.source / "config.json", args.out / "config.json")

@@ -21,7 +21,7 @@ from cidx_daemon.search.embedding import (
     load_embedder,
     model_name,
 )
-from cidx_daemon.search.embedding.bert_onnx import read_safetensors
+from cidx_daemon.search.embedding.bert_onnx import build_bert_onnx, read_safetensors
 from cidx_daemon.search.embedding.minilm import (
     MAX_BATCH_TOKENS,
     MAX_TOKENS,
@@ -123,6 +123,20 @@ def test_int8_graph_runs_integer_kernels() -> None:
     graph = onnx.load(str(locate_minilm().int8_model), load_external_data=False).graph
     ops = {node.op_type for node in graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops, sorted(ops)
+
+
+def test_plain_and_fused_attention_graphs_give_the_same_vectors(fp32: Embedder) -> None:
+    # bench/embed_speed.py --fused-attention times onnxruntime's fused Attention op against the
+    # standard ops: both must be the same model, padding masked alike.
+    from cidx_daemon.search.embedding.minilm import OnnxMiniLMEmbedder, _session, _tokenizer
+
+    files = locate_minilm()
+    fused = OnnxMiniLMEmbedder("fused", _session(build_bert_onnx(files.weights, files.config,
+                                                                 fused_attention=True), 1),
+                               _tokenizer(files.tokenizer))
+    texts = [REF_INPUTS["short_query"], SORT_CODE, URLLIB_CODE * 3, REF_INPUTS["unicode"]]
+    got, expected = fused.embed_documents(texts, batch_size=4), fp32.embed_documents(texts, batch_size=4)
+    assert np.abs(got - expected).max() < 1e-5
 
 
 def test_names_and_dims_identify_the_vectors(fp32: Embedder, int8: Embedder) -> None:

@@ -30,6 +30,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 #: LayerNormalization is a standard op from opset 17 on; onnxruntime >= 1.16 runs it.
 OPSET = 17
+#: onnxruntime's contrib-op domain (the fused Attention op).
+_CONTRIB = "com.microsoft"
+_QKV = ("query", "key", "value")
 
 _SAFETENSORS_DTYPES: dict[str, np.dtype] = {
     "F32": np.dtype("<f4"),
@@ -166,14 +169,10 @@ def _gelu_erf(g: _GraphBuilder, x: str) -> str:
     return g.op("Mul", [g.op("Mul", [x, one_plus]), "c_half"])
 
 
-def _attention(
-    g: _GraphBuilder,
-    x: str,
-    mask_bias: str,
-    weights: dict[str, np.ndarray],
-    prefix: str,
-    cfg: BertConfig,
+def _attention_plain(
+    g: _GraphBuilder, x: str, mask_bias: str, weights: dict[str, np.ndarray], prefix: str, cfg: BertConfig
 ) -> str:
+    """Self-attention in standard ops; ``mask_bias`` is the additive [batch, 1, 1, seq] mask."""
     heads = cfg.num_attention_heads
     head_dim = cfg.hidden_size // heads
     split_shape = g.const(f"{prefix}.split_shape", np.array([0, 0, heads, head_dim], np.int64))
@@ -188,18 +187,37 @@ def _attention(
     scores = g.op("Add", [g.op("Mul", [g.op("MatMul", [q, k]), scale]), mask_bias])
     probs = g.op("Softmax", [scores], axis=-1)
     context = g.op("Transpose", [g.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])  # B,S,h,d
-    merged = g.op("Reshape", [context, "c_merge_shape"])
-    projected = _linear(g, merged, weights, f"{prefix}.output.dense")
-    return _layer_norm(
-        g, g.op("Add", [projected, x]), weights, f"{prefix}.output.LayerNorm", cfg.layer_norm_eps
-    )
+    return g.op("Reshape", [context, "c_merge_shape"])
+
+
+def _attention_fused(
+    g: _GraphBuilder, x: str, mask: str, weights: dict[str, np.ndarray], prefix: str, cfg: BertConfig
+) -> str:
+    """Self-attention as onnxruntime's fused ``com.microsoft.Attention`` op (Q, K and V in one
+    GEMM, heads split, masked softmax and context in one kernel); ``mask`` is the raw int32 mask.
+
+    Not the default: it gives the same vectors (fp32: max difference < 1e-5; int8: bit-identical,
+    the quantizer turning it into ``QAttention``) but no clear speed-up. bench/embed_speed.py
+    --fused-attention, 10 interleaved rounds on an AVX2-only EPYC (2026-12-06): int8 44.0 ->
+    45.9, fp32 29.8 -> 30.1 chunks/s, within the run's spread; on an AVX-512 VNNI host
+    (2026-12-03) the quantized op was slower (112 vs 120 chunks/s).
+    """
+    weight = g.const(f"{prefix}.self.qkv_weight_t", np.concatenate(
+        [np.asarray(weights[f"{prefix}.self.{n}.weight"], np.float32).T for n in _QKV], axis=1))
+    bias = g.const(f"{prefix}.self.qkv_bias", np.concatenate(
+        [np.asarray(weights[f"{prefix}.self.{n}.bias"], np.float32) for n in _QKV]))
+    return g.op("Attention", [x, weight, bias, mask], domain=_CONTRIB, num_heads=cfg.num_attention_heads)
 
 
 def _encoder_layer(
-    g: _GraphBuilder, x: str, mask_bias: str, weights: dict[str, np.ndarray], i: int, cfg: BertConfig
+    g: _GraphBuilder, x: str, mask: str, weights: dict[str, np.ndarray], i: int, cfg: BertConfig, fused: bool
 ) -> str:
     prefix = f"encoder.layer.{i}"
-    attended = _attention(g, x, mask_bias, weights, f"{prefix}.attention", cfg)
+    attention = _attention_fused if fused else _attention_plain
+    context = attention(g, x, mask, weights, f"{prefix}.attention", cfg)
+    projected = _linear(g, context, weights, f"{prefix}.attention.output.dense")
+    attended = _layer_norm(g, g.op("Add", [projected, x]), weights, f"{prefix}.attention.output.LayerNorm",
+                           cfg.layer_norm_eps)
     inner = _gelu_erf(g, _linear(g, attended, weights, f"{prefix}.intermediate.dense"))
     out = _linear(g, inner, weights, f"{prefix}.output.dense")
     return _layer_norm(
@@ -214,8 +232,11 @@ def _strip_prefix(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k.removeprefix("bert."): v for k, v in weights.items()}
 
 
-def build_bert_graph(weights: dict[str, np.ndarray], cfg: BertConfig) -> BertGraph:
-    """The encoder as an ONNX model: ids + mask in, last hidden state out."""
+def build_bert_graph(
+    weights: dict[str, np.ndarray], cfg: BertConfig, fused_attention: bool = False
+) -> BertGraph:
+    """The encoder as an ONNX model: ids + mask in, last hidden state out. ``fused_attention``
+    writes attention as onnxruntime's fused op instead of standard ops (same vectors)."""
     weights = _strip_prefix(weights)
     g = _GraphBuilder()
     hidden = cfg.hidden_size
@@ -240,14 +261,15 @@ def build_bert_graph(weights: dict[str, np.ndarray], cfg: BertConfig) -> BertGra
     embedded = g.op("Add", [g.op("Add", [g.op("Gather", [word, "input_ids"]), positions]), token_type0])
     x = _layer_norm(g, embedded, weights, "embeddings.LayerNorm", cfg.layer_norm_eps)
 
-    # Additive mask [batch, 1, 1, seq]: 0 where attended, float32 min where padding (as HF does).
-    mask = g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
-    inverted = g.op("Sub", ["c_one", mask])
-    bias = g.op("Mul", [inverted, g.const("c_mask_min", np.array(np.finfo(np.float32).min, np.float32))])
-    mask_bias = g.op("Unsqueeze", [bias, g.const("c_axes12", np.array([1, 2], np.int64))])
+    if fused_attention:  # the Attention op takes the raw 1/0 mask ([batch, seq], int32)
+        mask = g.op("Cast", ["attention_mask"], to=TensorProto.INT32)
+    else:  # additive mask [batch, 1, 1, seq]: 0 where attended, float32 min where padding (as HF does)
+        inverted = g.op("Sub", ["c_one", g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)])
+        bias = g.op("Mul", [inverted, g.const("c_mask_min", np.array(np.finfo(np.float32).min, np.float32))])
+        mask = g.op("Unsqueeze", [bias, g.const("c_axes12", np.array([1, 2], np.int64))])
 
     for i in range(cfg.num_hidden_layers):
-        x = _encoder_layer(g, x, mask_bias, weights, i, cfg)
+        x = _encoder_layer(g, x, mask, weights, i, cfg, fused_attention)
     g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="output"))
 
     graph = helper.make_graph(
@@ -265,12 +287,14 @@ def build_bert_graph(weights: dict[str, np.ndarray], cfg: BertConfig) -> BertGra
         initializer=g.initializers,
     )
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cidx_daemon.bert_onnx"
+        graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(_CONTRIB, 1)],
+        producer_name="cidx_daemon.bert_onnx"
     )
     model.ir_version = 8  # the highest IR onnxruntime >= 1.16 accepts with opset 17
     return BertGraph(model.SerializeToString(), g.external)
 
 
-def build_bert_onnx(weights_path: Path, config_path: Path) -> BertGraph:
+def build_bert_onnx(weights_path: Path, config_path: Path, fused_attention: bool = False) -> BertGraph:
     """The fp32 ONNX encoder of a safetensors checkpoint and its HF config.json."""
-    return build_bert_graph(read_safetensors(weights_path), BertConfig.from_file(config_path))
+    config = BertConfig.from_file(config_path)
+    return build_bert_graph(read_safetensors(weights_path), config, fused_attention)
