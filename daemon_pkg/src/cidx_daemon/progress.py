@@ -26,6 +26,9 @@ from rich.text import Text
 
 #: Seconds over which the rate is averaged (exponential decay constant).
 SMOOTHING_S = 5.0
+#: A phase finished faster than this shows no rate: its count says enough, and a rate from a
+#: few milliseconds' clock reading would be noise.
+MIN_RATE_ELAPSED_S = 0.1
 
 
 class _Rate:
@@ -61,7 +64,13 @@ class _RateColumn(ProgressColumn):
         self.rates, self.unit = rates, unit
 
     def render(self, task: Task) -> Text:
-        rate = self.rates.setdefault(task.id, _Rate()).update(task.completed)
+        if task.finished:
+            # The phase's average, fixed: the moving average would keep decaying towards zero
+            # while later phases run ("Full-text index 2035/2035 0.4 chunks/s").
+            elapsed = task.finished_time or 0.0
+            rate = task.completed / elapsed if elapsed >= MIN_RATE_ELAPSED_S else None
+        else:
+            rate = self.rates.setdefault(task.id, _Rate()).update(task.completed)
         shown = f"{rate:,.1f} {task.fields.get('unit', self.unit)}/s" if rate else ""
         return Text(shown, style="progress.data.speed")
 
