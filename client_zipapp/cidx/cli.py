@@ -13,7 +13,7 @@ import sys
 import time
 
 from cidx_shared import config as cfgmod
-from cidx_shared.schema import RequestError, parse_query_argv
+from cidx_shared.schema import RequestError, parse_query_argv, widen_for_files
 
 from . import __version__
 
@@ -217,6 +217,7 @@ def cmd_query(args: argparse.Namespace, started: float) -> int:
 
 
 def run_query(req: dict, started: float, output: dict) -> int:
+    req, output = widen_for_files(req, output)
     return print_document(query_document(req), output, total_s=time.perf_counter() - started)
 
 

@@ -129,6 +129,30 @@ def test_jsonl_files_only_and_a_token_budget(project: Path) -> None:
     assert doc["trimmed"]["max_tokens"] == 120 and all("content" not in r for r in doc["results"])
 
 
+def test_files_only_limit_counts_files_not_chunks(tmp_path: Path) -> None:
+    # `--files-only --limit 2` printed one file when the two best chunks were both in it.
+    body = "".join(f"    zebra_{j} = [zebra for zebra in herd if zebra.stripes > {j}]\n" for j in range(8))
+    herd = "".join(f"def zebra_step_{i}(herd):\n{body}    return zebra_0\n\n\n" for i in range(6))
+    filler = "".join(f"def helper_{i}(value):\n    return value + {i}\n\n\n" for i in range(12))
+    root = write_project(tmp_path / "zoo", {"herd.py": herd, "one.py": filler + "Z = 'one zebra'\n",
+                                            "two.py": filler + "Z = 'two zebra'\n", "other.py": "x = 1\n"})
+    try:
+        assert cidx("init", cwd=root).returncode == 0
+        assert cidx("index", "--quiet", "--no-embed", cwd=root).returncode == 0
+        # A regex lists chunks by matching lines, so herd.py's fill the top.
+        doc = json.loads(cidx("query", "zebra", "--regex", "--limit", "2", "--json", cwd=root).stdout)
+        assert [r["path"] for r in doc["results"]] == ["herd.py", "herd.py"]  # what used to decide
+        files = cidx("query", "zebra", "--regex", "--limit", "2", "--files-only",
+                     cwd=root).stdout.splitlines()
+        assert files[0] == "herd.py" and len(files) == 2 and files[1] in ("one.py", "two.py"), files
+        files = cidx("query", "zebra", "--regex", "--files-only", cwd=root).stdout.splitlines()
+        assert sorted(files) == ["herd.py", "one.py", "two.py"], files
+    finally:
+        cidx("daemon", "stop", cwd=root)
+        for pid in daemon_pids(root):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_colour_only_on_a_terminal_unless_asked_and_never_with_no_color(project: Path) -> None:
     plain = cidx("query", "bubble", "--fts", cwd=project).stdout
     assert "\x1b[" not in plain

@@ -234,3 +234,31 @@ def test_every_error_code_sent_anywhere_is_documented() -> None:
     assert sent == set(schema.ERROR_CODES), sent ^ set(schema.ERROR_CODES)
     with pytest.raises(ValueError, match="unknown error code"):
         schema.make_error_document("nonsense", "x")
+
+
+def test_files_only_asks_for_more_chunks_and_prints_the_first_n_files() -> None:
+    from cidx_shared.render import render_files
+
+    raw, output = schema.parse_query_argv(["zebra", "--files-only", "--limit", "3"])
+    wide, out = schema.widen_for_files(raw, output)
+    assert wide["limit"] == 3 * schema.FILES_ONLY_WIDEN and wide["snippet_lines"] == 0
+    assert out["files_limit"] == 3 and raw["limit"] == 3  # the caller's dicts are not changed
+    doc = {"root": "/p", "results": [{"path": p} for p in ("a.py", "a.py", "b.py", "a.py", "c.py", "d.py")]}
+    assert render_files(doc, "/p", out["files_limit"]) == "a.py\nb.py\nc.py\n"
+    default, _ = schema.widen_for_files(*schema.parse_query_argv(["zebra", "--files-only"]))
+    assert default["limit"] == 10 * schema.FILES_ONLY_WIDEN
+    huge, _ = schema.widen_for_files(*schema.parse_query_argv(["zebra", "--files-only", "--limit", "900"]))
+    assert huge["limit"] == schema.MAX_LIMIT
+
+
+@pytest.mark.parametrize("argv", [["zebra", "--limit", "3"], ["zebra", "--files-only", "--json"],
+                                  ["zebra", "--files-only", "--jsonl"]])
+def test_other_outputs_get_the_limit_asked_for(argv: list[str]) -> None:
+    raw, output = schema.parse_query_argv(argv)
+    assert schema.widen_for_files(raw, output) == (raw, output)
+
+
+def test_a_bad_limit_is_left_for_validation_to_explain() -> None:
+    for bad in (0, -1, "3", True, schema.MAX_LIMIT + 1):
+        raw, output = {"query": "x", "limit": bad}, {**schema.output_defaults(), "files_only": True}
+        assert schema.widen_for_files(raw, output) == (raw, output)

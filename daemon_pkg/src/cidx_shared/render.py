@@ -99,9 +99,12 @@ def render_jsonl(doc: dict[str, Any]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def render_files(doc: dict[str, Any], cwd: str | None) -> str:
+def render_files(doc: dict[str, Any], cwd: str | None, limit: int | None = None) -> str:
+    """The results' files, best first, each once; at most ``limit`` of them."""
     seen: dict[str, None] = {}
     for r in doc.get("results") or ():
+        if limit is not None and len(seen) >= limit:
+            break
         seen.setdefault(clean(shown_path(r["path"], doc, cwd)), None)
     return "".join(path + "\n" for path in seen)
 
@@ -236,7 +239,7 @@ def emit_document(doc: dict[str, Any], output: dict[str, Any], *, total_s: float
         for warning in doc.get("warnings") or ():
             sys.stderr.write(f"warning: {clean(str(warning))}\n")
         if output.get("files_only"):
-            sys.stdout.write(render_files(doc, cwd))
+            sys.stdout.write(render_files(doc, cwd, output.get("files_limit")))
         else:
             style = Style(use_color(output.get("color") or "auto"))
             sys.stdout.write(render_human(doc, total_s=total_s, quiet=bool(output.get("quiet")), style=style,

@@ -130,7 +130,8 @@ OUTPUT_OPTIONS: tuple[Option, ...] = (
     Option("json", "--json", "bool", False,
            "print the result document as JSON (paths relative to the project root)"),
     Option("jsonl", "--jsonl", "bool", False, "print one JSON object per result, one per line"),
-    Option("files_only", "--files-only", "bool", False, "print the matching files only, best first"),
+    Option("files_only", "--files-only", "bool", False,
+           "print the matching files only, best first (--limit counts files)"),
     Option("color", "--color", "choice", "auto",
            "colour and highlighted matches: auto (on a terminal, unless NO_COLOR is set), always, never",
            metavar="WHEN", choices=("auto", "always", "never")),
@@ -211,6 +212,24 @@ def parse_query_argv(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]] |
         return None
     raw["query"] = " ".join(words)
     return raw, output
+
+
+#: ``--files-only`` asks the engine for this many chunks per file it is to list.
+FILES_ONLY_WIDEN = 5
+
+
+def widen_for_files(raw: dict[str, Any], output: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--files-only --limit N`` lists N files, as ``rg -l`` counts files, not the files of the
+    N best chunks (3 chunks of table.py were "1 file" for ``--limit 3``): the engine is asked
+    for more chunks, without context lines, and the printer keeps the first N distinct files.
+    JSON output is left alone (it prints the chunks, not the file list)."""
+    if not output.get("files_only") or output.get("json") or output.get("jsonl"):
+        return raw, output
+    limit = raw.get("limit", _BY_KEY["limit"].default)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+        return raw, output  # validation explains what is wrong with it
+    wide = {**raw, "limit": min(MAX_LIMIT, limit * FILES_ONLY_WIDEN), "snippet_lines": 0}
+    return wide, {**output, "files_limit": limit}
 
 
 def validate_request(raw: Any) -> dict[str, Any]:
