@@ -262,3 +262,15 @@ def test_a_bad_limit_is_left_for_validation_to_explain() -> None:
     for bad in (0, -1, "3", True, schema.MAX_LIMIT + 1):
         raw, output = {"query": "x", "limit": bad}, {**schema.output_defaults(), "files_only": True}
         assert schema.widen_for_files(raw, output) == (raw, output)
+
+
+def test_the_readme_documents_every_query_flag() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Query flags", 1)[1].split("\n\n", 2)[1]
+    documented = {cell.strip("` ").split()[0] for line in table.splitlines()[2:]
+                  for cell in line.split("|")[1].split(",")}
+    options = (*schema.QUERY_OPTIONS, *schema.OUTPUT_OPTIONS)
+    flags = {spelling for o in options for spelling in (o.flag, o.alias) if spelling}
+    assert flags <= documented, sorted(flags - documented)
