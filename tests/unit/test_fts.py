@@ -354,12 +354,14 @@ def test_a_catastrophic_pattern_runs_in_linear_time(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("pattern", "needle"), [
     ("(?<=a)b", "no look-around or back-references"),
     ("(a)\\1", "no look-around or back-references"),
-    ("(", "invalid regular expression"),
+    ("(", "missing ): ("),
+    ("a(b", "missing ): a(b"),  # the pattern as typed, not the engine's (?m) prefix
 ])
 def test_patterns_re2_cannot_run_get_one_clear_line(index: FtsIndex, pattern: str, needle: str) -> None:
     with pytest.raises(FtsQueryError, match=r"^invalid regular expression: ") as info:
         index.search(pattern, limit=10, regex=True)
     assert needle in str(info.value) and "\n" not in str(info.value)
+    assert "(?m)" not in str(info.value)
 
 
 # ----------------------------------------------------------------------------- lines and snippets

@@ -58,6 +58,10 @@ class RegexError(ValueError):
     """The user's pattern does not compile, or needs features RE2 does not have."""
 
 
+#: ^ and $ match at line ends: lines are what a regex query is matched against.
+_MULTILINE = "(?m)"
+
+
 @dataclass(frozen=True)
 class LineRegex:
     """A compiled user pattern plus how to drive it (see module doc)."""
@@ -78,10 +82,11 @@ def compile_line_regex(pattern: str, *, case_sensitive: bool) -> LineRegex:
     options.case_sensitive = case_sensitive
     options.max_mem = MAX_PATTERN_MEM
     try:
-        rx = re2.compile("(?m)" + pattern, options)
+        rx = re2.compile(_MULTILINE + pattern, options)
     except re2.error as exc:
         reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) \
             else str(exc)
+        reason = reason.replace(": " + _MULTILINE, ": ", 1)  # the user did not type that prefix
         hint = " (RE2 syntax: no look-around or back-references)" if _looks_perl_only(pattern) else ""
         raise RegexError(f"invalid regular expression: {reason}{hint}") from None
     literal, pure, inline_fold = _literals(pattern, case_sensitive)
