@@ -177,6 +177,7 @@ def test_a_branch_switched_away_and_back_re_embeds_nothing(tmp_path: Path) -> No
     embedder = CountingEmbedder()
     first = index_project(config, embedder_factory=lambda name: embedder)
     assert first.embedded == first.chunks > 0 and first.cache_hits == 0
+    assert "docs/notes.md" in embedder.embedded[-1]  # code first, docs last (indexer.code_first)
 
     originals = {name: (root / name).read_text() for name in ("net/fetch.py", "sort.py")}
     (root / "net/fetch.py").write_text("def fetch_on_another_branch(url):\n    return None\n")

@@ -208,3 +208,30 @@ def test_a_generation_from_before_the_syntax_chunker_opens_and_is_rechunked(proj
     new = gens.open_live(idx_of(project), with_fts=False)[0]
     assert new is not None and new.meta["chunker"] != "regex-1"
     assert len(new.table.symbol_index().lookup(MARKER)) == 1
+
+
+def test_code_is_embedded_before_tests_docs_and_examples(tmp_path: Path) -> None:
+    # Until every vector exists semantic search sees only what is embedded: the likeliest
+    # answers go first, whatever the alphabet says (benchmarks/ and docs/ sort before src/).
+    from cidx_daemon.index.indexer import code_first
+
+    root = write_project(tmp_path / "proj", {
+        "benchmarks/bench_parse.py": "def bench_parse():\n    return 1\n",
+        "docs/guide.md": "# Guide\n\nParsing explained.\n",
+        "examples/demo.py": "def demo():\n    return 2\n",
+        "src/pkg/__init__.py": "from .parse import parse\n",
+        "src/pkg/parse.py": "def parse(text):\n    return text.split()\n",
+        "tests/test_parse.py": "def test_parse():\n    assert True\n",
+        "vendor/lib.py": "def vendored():\n    return 3\n",
+        "zeta.py": "def zeta():\n    return 4\n",
+    })
+    index_project(cfgmod.init_project(root), embed=False)
+    gen = gens.open_live(gens.index_dir(root / cfgmod.CONFIG_DIR))[0]
+    assert gen is not None and gen.n_embedded == 0
+    order = code_first(gen.table, np.flatnonzero(~np.asarray(gen.embedded)))
+    paths = [gen.table.file_of(int(r)).path for r in order]
+    assert sorted(order.tolist()) == list(range(len(gen)))  # every pending row, once
+    code = {"src/pkg/__init__.py", "src/pkg/parse.py", "zeta.py"}
+    assert set(paths[:len(code)]) == code, paths
+    assert set(paths[len(code):]) == {"benchmarks/bench_parse.py", "docs/guide.md", "examples/demo.py",
+                                      "tests/test_parse.py", "vendor/lib.py"}, paths

@@ -16,7 +16,8 @@ indexer is organised around never waiting for it and never repeating it:
    incrementally from the previous one when it is compatible. Full-text search
    (and everything but the not-yet-embedded rows of semantic search) works from
    here, seconds after the start.
-3. **Embed** (``embed_pending``): the rows without a vector, in batches, each
+3. **Embed** (``embed_pending``): the rows without a vector, code before tests,
+   docs, examples and vendored files (``code_first``), in batches, each
    looked up first in the user's embedding cache (``embed_cache``: shared by every
    project, branch and clone, keyed by model and text) so only misses reach the
    model; every
@@ -402,7 +403,7 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
     if gen is None:
         return
     embedded = np.asarray(gen.embedded)
-    todo = np.flatnonzero(~embedded)
+    todo = code_first(gen.table, np.flatnonzero(~embedded))
     if gen.meta.get("model") != embedder.name and embedded.any():
         raise RuntimeError(f"{gen.name} holds vectors of {gen.meta.get('model')}, not {embedder.name}")
     progress.phase("Embedding chunks", len(todo))
@@ -438,6 +439,25 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
     stats.generation = name or stats.generation
     live = gens.open_live(idx, with_fts=False)[0]
     stats.pending = len(live) - live.n_embedded if live is not None else 0
+
+
+def code_first(table: ChunkTable, rows: np.ndarray) -> np.ndarray:
+    """``rows`` with the chunks of plain code first, then those of tests, examples, benchmarks,
+    docs, vendored, generated and deprecated files (each group in table order).
+
+    Until every vector exists, semantic search covers only what is embedded; ranking demotes
+    those roles for code questions, so embedding the likeliest answers first makes a first
+    index's semantic results useful long before it finishes (file order would embed
+    ``benchmarks/`` and ``docs/`` before ``src/``).
+    """
+    from cidx_daemon.search.ranking import file_roles
+
+    late = np.zeros(len(table), dtype=bool)
+    for rec in table.files:
+        if rec.n_rows and file_roles(rec.path) - {"reexport"}:
+            late[rec.first_row:rec.first_row + rec.n_rows] = True
+    rows = np.asarray(rows)
+    return np.concatenate([rows[~late[rows]], rows[late[rows]]])
 
 
 def embedding_input(table: ChunkTable, row: int) -> str:
