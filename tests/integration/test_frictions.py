@@ -153,6 +153,23 @@ def test_files_only_limit_counts_files_not_chunks(tmp_path: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def test_index_piped_to_a_log_reports_progress_in_lines(tmp_path: Path) -> None:
+    # Without a terminal rich draws no bar: a 20-minute first index printed nothing until it
+    # ended, and an agent could not tell it from a hung one.
+    root = write_project(tmp_path / "logged", {f"m{i}.py": f"def step_{i}(x):\n    return x + {i}\n"
+                                               for i in range(12)})
+    assert cidx("init", cwd=root).returncode == 0
+    proc = cidx("index", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert "Scanning files..." in lines and "Embedding chunks: 12 chunks to do" in lines, lines
+    assert any(line.startswith("Embedding chunks: 12 chunks done in ") for line in lines), lines
+    assert "\x1b[" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "12 chunks" in proc.stdout  # the summary stays on stdout
+    quiet = cidx("index", "--quiet", "--clear", cwd=root)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
 def test_colour_only_on_a_terminal_unless_asked_and_never_with_no_color(project: Path) -> None:
     plain = cidx("query", "bubble", "--fts", cwd=project).stdout
     assert "\x1b[" not in plain

@@ -24,6 +24,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from cidx_daemon.progress_lines import phase_unit
+
 #: Seconds over which the rate is averaged (exponential decay constant).
 SMOOTHING_S = 5.0
 #: A phase finished faster than this shows no rate: its count says enough, and a rate from a
@@ -121,8 +123,7 @@ class RichProgress:
 
     def phase(self, name: str, total: int | None) -> None:
         self._finish()
-        unit = "chunks" if "chunk" in name.lower() or "full-text" in name.lower() else "files"
-        self._task = self._progress.add_task(name, total=total, unit=unit)
+        self._task = self._progress.add_task(name, total=total, unit=phase_unit(name))
 
     def advance(self, n: int = 1) -> None:
         if self._task is not None:
