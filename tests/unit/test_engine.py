@@ -267,3 +267,22 @@ def test_clean_removes_the_index(tmp_path: Path) -> None:
     daemon_cli("clean", cwd=tmp_path)
     assert not (config.parent / "index").exists() and config.exists()
     shutil.rmtree(config.parent)
+
+
+def test_definitions_are_sought_in_code_never_in_prose_or_data(tmp_path: Path) -> None:
+    """A name query lifts the chunk that defines the name. Code the syntax chunker does not
+    parse (Elixir here) is scanned with the definition regex; a README's example, a notes
+    file and a translation catalogue that spell ``class Widget`` or ``Widget =`` are not
+    definitions, and are no longer scanned (they were most of a big project's bytes)."""
+    root = tmp_path / "proj"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "widget.ex").write_text("defmodule Widget do\n  def draw(w), do: w\nend\n")
+    (root / "README.md").write_text("# Usage\n\n```python\nclass Widget:\n    pass\n```\n")
+    (root / "notes.txt").write_text("Widget = the thing on screen\n")
+    (root / "locale.po").write_text('msgid "Widget"\nmsgstr "Widget = Gadget"\n')
+    config = cfgmod.init_project(root)
+    index_project(config, embed=False)
+    doc = q(Engine(config), "Widget", fts=True, limit=10)
+    lifted = {r["path"] for r in doc["results"] if "symbol" in r["ranks"]}
+    assert lifted == {"lib/widget.ex"}, [(r["path"], r["ranks"]) for r in doc["results"]]
+    assert doc["results"][0]["path"] == "lib/widget.ex"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from cidx_daemon.search import ranking
@@ -49,6 +51,10 @@ def test_definitions_are_told_from_uses(text: str, name: str, expected: bool) ->
     ("vendor/github.com/x/y.go", True), ("dist/app.min.js", True), ("README.md", True),
     ("src/flask/__init__.py", True), ("testing.py", False),
     ("pydantic/deprecated/decorator.py", True), ("lib/legacy/api.py", True), ("src/deprecation.py", False),
+    ("django/conf/locale/fr/LC_MESSAGES/django.po", True), ("po/messages.pot", True),
+    ("src/locales/en.json", True), ("config/locales/de.yml", True), ("app/i18n/fr/strings.json", True),
+    ("src/i18n/translate.ts", False), ("django/utils/translation/trans_real.py", False),
+    ("src/locale.py", False), ("config/settings.json", False),
 ])
 def test_file_roles(path: str, demoted: bool) -> None:
     assert (role_factor(path, frozenset()) < 1.0) is demoted
@@ -59,6 +65,8 @@ def test_asking_for_tests_or_docs_lifts_the_demotion() -> None:
     assert role_factor("docs/guide.md", frozenset({"docs"})) == 1.0
     asks = classify("the deprecated decorator").asks_for
     assert role_factor("pydantic/deprecated/decorator.py", asks) == 1.0
+    asks = classify("french translation of the csrf failure message").asks_for
+    assert role_factor("django/conf/locale/fr/LC_MESSAGES/django.po", asks) == 1.0
 
 
 def _rank(legs, query, texts, paths, **kw):  # type: ignore[no-untyped-def]
@@ -308,3 +316,23 @@ def test_a_name_in_a_description_of_behaviour_is_context_not_the_target() -> Non
     asked = _rank(legs, "where are TarInfo objects made", texts, paths, find_definitions=lambda name: [0])
     assert described[0].row == 1
     assert asked[0].row == 0
+
+
+def test_the_speller_reads_names_the_same_whatever_the_hash_seed() -> None:
+    """Which query word a shared piece stands for ("log": the word, or a prefix of "logger")
+    followed a set's order, which changes with PYTHONHASHSEED: the same query ranked
+    differently after a daemon restart (stdlib set: "Log 'msg % args' with the integer
+    severity..." put Logger.log or the module's log first, by seed)."""
+    import subprocess
+    import sys
+
+    script = ("from cidx_daemon.search.ranking import Speller, _spelling_vocabulary, _spelling_words\n"
+              "q = \"Log 'msg % args' with the integer severity 'level' on the root logger\"\n"
+              "v = _spelling_vocabulary(q)\n"
+              "s = Speller(v, 8)\n"
+              "print(_spelling_words(v), [(c, sorted(u)) for c, u in\n"
+              "                           map(s.spelt, ('log', 'getLogger', 'setLevel', 'logLevel'))])\n")
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+               for seed in range(12)}
+    assert len(outputs) == 1, outputs

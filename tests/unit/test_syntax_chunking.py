@@ -375,6 +375,37 @@ def test_symbols_round_trip_through_the_chunk_table(tmp_path: Path) -> None:
     assert table.symbols(big[0][0])[0] == "Big"
 
 
+_NAMES = st.sampled_from(["send", "Client", "send_mail", "mail", "a", "Send", "é"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.lists(st.tuples(st.sampled_from(["function", "class", "method"]),
+                                                         _NAMES, st.one_of(st.just(""), _NAMES)),
+                                               max_size=4)),
+                min_size=1, max_size=12))
+def test_symbol_lookup_from_the_bytes_equals_the_full_dicts(tmp_path_factory: pytest.TempPathFactory,
+                                                            records: list) -> None:
+    """The on-demand lookup (a scan of symbols.bin for the name between tabs) answers what the
+    dicts of every row's decoded record answer, for names that are also parents or scopes."""
+    from cidx_daemon.index.chunk_table import _AllNames
+
+    writer = ChunkTableWriter()
+    rows = [(i + 1, i + 1, f"line {i}", encode_symbols(None if rec is None else "send",
+                                                     [Symbol(n, k, p, i + 1) for k, n, p in rec or []]))
+            for i, rec in enumerate(records)]
+    writer.add_file("m.py", "python", "h", 1, 1, rows, range(len(rows)))
+    directory = tmp_path_factory.mktemp("table")
+    writer.write(directory)
+    table = ChunkTable(directory)
+    index = table.symbol_index()
+    full = _AllNames(table)
+    for name in ["send", "Client", "send_mail", "mail", "a", "Send", "é", "missing", "send\tx"]:
+        assert index.lookup(name) == full.exact.get(name, []), name
+        assert index.lookup(name) == index.lookup(name)  # remembered, same answer
+    assert index.syntax_rows.tolist() == [rec is not None for rec in records]
+    assert all(index.defined_in(r) == table.symbols(r)[1] for r in range(len(records)))
+
+
 def test_old_tables_without_symbols_still_open(tmp_path: Path) -> None:
     writer = ChunkTableWriter()
     writer.add_file("a.py", "python", "h", 1, 1, [(1, 1, "def f(): pass")], [0])

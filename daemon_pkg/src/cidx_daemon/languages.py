@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 __all__ = [
     "LANGUAGES",
+    "PROSE_AND_DATA",
     "TEXT",
     "Language",
     "UnknownLanguageError",
@@ -181,6 +182,14 @@ _TABLE: tuple[Language, ...] = (
 
 LANGUAGES: Mapping[str, Language] = MappingProxyType({lang.name: lang for lang in _TABLE})
 """Every known language by canonical name, alphabetical (for ``--help`` and docs)."""
+
+PROSE_AND_DATA: frozenset[str] = frozenset((
+    TEXT, "markdown", "restructuredtext", "latex", "json", "xml", "html", "css", "less", "scss", "diff",
+))
+"""Languages whose files define no code names: ``class Foo`` in a README's example or
+``send_mail = `` in a translation catalogue is not where ``Foo`` or ``send_mail`` is defined,
+and scanning their text for definitions (most of a big project's bytes: Django's ``.po`` and
+``.txt`` files) made a name query cost 40-80 ms."""
 
 # "Dockerfile.dev", "Makefile.in": the type is in the stem, not the extension.
 _NAME_PREFIXES: tuple[tuple[str, str], ...] = (

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cidx_daemon.index import generation as gens
+from cidx_daemon.languages import PROSE_AND_DATA
 from cidx_daemon.search import filters, ranking
 from cidx_shared import config as cfgmod
 from cidx_shared.schema import (
@@ -61,6 +62,27 @@ def row_mask(gen: gens.Generation, req: dict[str, Any]) -> np.ndarray | None:
             masks.pop(next(iter(masks)))
         masks[key] = mask
     return masks[key]
+
+
+def prose_rows(gen: gens.Generation) -> np.ndarray:
+    """Per row: a prose or data file's (``languages.PROSE_AND_DATA``), where no name is
+    defined; cached per generation."""
+    key = "prose_rows"
+    if key not in gen.cache:
+        table = gen.table
+        prose = np.array([f.language in PROSE_AND_DATA for f in table.files], dtype=bool)
+        gen.cache[key] = prose[table.file_index] if len(prose) else np.zeros(len(table), dtype=bool)
+    return gen.cache[key]
+
+
+def definition_runs(gen: gens.Generation) -> list[tuple[int, int]]:
+    """The rows whose text ranking scans for a name's definition, as row ranges, cached per
+    generation: code the syntax chunker did not cut (its rows list their definitions in the
+    symbol index), never prose or data."""
+    key = "definition_runs"
+    if key not in gen.cache:
+        gen.cache[key] = gen.table.byte_runs(~gen.table.symbol_index().syntax_rows & ~prose_rows(gen))
+    return gen.cache[key]
 
 
 class Engine:
@@ -215,10 +237,13 @@ class Engine:
         if ranked:
             t = time.perf_counter()
             table = loaded.table
+            prose = prose_rows(loaded)
             ordered = ranking.rank(legs, query=req["query"], limit=limit, text_of=table.text,
                                    path_of=lambda row: table.file_of(row).path,
-                                   find_definitions=lambda name: table.rows_containing(name, fold=False),
+                                   find_definitions=lambda name: table.rows_containing(
+                                       name, fold=False, within=definition_runs(loaded)),
                                    allowed=None if mask is None else lambda row: bool(mask[row]),
+                                   prose=lambda row: bool(prose[row]),
                                    symbols=table.symbol_index(), params=ranking.DEFAULT)
             if mode == "hybrid" and req["min_score"] is not None:
                 ordered = [r for r in ordered if r.score >= req["min_score"]]

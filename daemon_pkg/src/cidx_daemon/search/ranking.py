@@ -91,6 +91,8 @@ class RankingParams:
     docs_factor: float = 0.6
     vendored_factor: float = 0.3
     generated_factor: float = 0.5
+    #: Translation catalogues: generated-like data, the same share as generated files.
+    locale_factor: float = 0.5
     reexport_factor: float = 0.7
     deprecated_factor: float = 0.7
     #: For a legacy copy (``v1/``, ``legacy/``, ``compat/``...) of a file also among the candidates.
@@ -170,6 +172,8 @@ _ROLE_WORDS = {
     "docs": ("doc", "docs", "documentation", "readme", "guide", "changelog"),
     "bench": ("bench", "benchmark", "benchmarks", "perf"),
     "deprecated": ("deprecated", "legacy", "old", "obsolete"),
+    "locale": ("translation", "translations", "locale", "locales", "localization", "localisation", "i18n",
+               "l10n"),
 }
 
 
@@ -293,13 +297,20 @@ _GENERATED = re.compile(r"(?:\.min\.\w+|_pb2\.py|\.pb\.go|\.generated\.\w+|\.g\.
                         r"(?:^|/)(?:dist|build|gen|generated)/")
 _DEPRECATED = re.compile(r"(?:^|/)(?:deprecated|legacy)/")
 _DOCS = re.compile(r"\.(?:md|mdx|rst|txt|adoc)$|(?:^|/)docs?/")
+#: Translation catalogues: gettext ``.po``/``.pot``, XLIFF, Flutter ``.arb``, Fluent ``.ftl``, and data
+#: files under a ``locale(s)/``, ``i18n/``, ``l10n/`` or ``translations/`` directory (``en.json``,
+#: Rails' ``en.yml``). They repeat a code base's words in every language: Django's 1,272 ``.po``
+#: files filled "csrf token check" places 2, 4 and 5.
+_LOCALE = re.compile(r"\.(?:po|pot|xlf|xliff|arb|ftl)$|"
+                     r"(?:^|/)(?:locales?|i18n|l10n|translations)/(?:[^/]+/)*[^/]+\.(?:json|ya?ml|properties|toml)$")
 _REEXPORT = re.compile(r"(?:^|/)(?:__init__\.py|index\.[jt]s|mod\.rs|package-info\.java)$")
 
 
 @lru_cache(maxsize=8192)
 def file_roles(path: str) -> frozenset[str]:
-    """What a file is besides code: test, example, bench, vendored, generated, docs, reexport,
-    deprecated (kept for old callers: ``deprecated/``, ``legacy/``)."""
+    """What a file is besides code: test, example, bench, vendored, generated, docs, locale
+    (translation catalogues), reexport, deprecated (kept for old callers: ``deprecated/``,
+    ``legacy/``)."""
     roles = set()
     if _TEST_FILE.search(path) or _TEST_DIR.search(path):
         roles.add("test")
@@ -313,6 +324,8 @@ def file_roles(path: str) -> frozenset[str]:
         roles.add("generated")
     if _DOCS.search(path):
         roles.add("docs")
+    if _LOCALE.search(path):
+        roles.add("locale")
     if _REEXPORT.search(path):
         roles.add("reexport")
     if _DEPRECATED.search(path):
@@ -325,7 +338,7 @@ def role_factor(path: str, asks_for: frozenset[str], params: RankingParams = DEF
     query asks for ("tests for the parser") is not held against it."""
     factors = {"test": params.test_factor, "example": params.example_factor, "bench": params.example_factor,
                "vendored": params.vendored_factor, "generated": params.generated_factor,
-               "docs": params.docs_factor, "reexport": params.reexport_factor,
+               "docs": params.docs_factor, "locale": params.locale_factor, "reexport": params.reexport_factor,
                "deprecated": params.deprecated_factor}
     factor = 1.0
     for role in file_roles(path) - asks_for:
@@ -431,17 +444,22 @@ def _spelling_words(words: frozenset[str]) -> tuple[tuple[str, str], ...]:
     """(piece, query word) pairs a name may be spelt from: each content word, its light stem
     ("directories" -> "directori", "routes" -> "rout") and its prefixes of three letters or
     more, as names abbreviate (``isdir`` for "is ... an existing directory")."""
-    out = {}
-    for w in words:
-        if len(w) < 3:
-            continue
+    # A piece two words give ("log": the word "log", and a prefix of "logger") is the word's
+    # own before a stem's, a stem's before a prefix's, the first word alphabetically on a tie:
+    # never the order of a set, which changes with the interpreter's hash seed (the same
+    # query ranked differently after a daemon restart).
+    ordered = sorted(w for w in words if len(w) >= 3)
+    out: dict[str, str] = {}
+    for w in ordered:
         out.setdefault(w, w)
+    for w in ordered:
         out.setdefault(_stem(w), w)
         if w.endswith("s") and len(w) > 3:
             out.setdefault(w[:-1], w)
+    for w in ordered:
         for k in range(3, len(w) - 1):  # abbreviations: dir(ectory), func(tion), arg(ument)s
             out.setdefault(w[:k], w)
-    return tuple(sorted(out.items(), key=lambda kv: -len(kv[0])))
+    return tuple(sorted(out.items(), key=lambda kv: (-len(kv[0]), kv[0])))
 
 
 #: Words too common to spell a name with; "function", "class", "get" (stop words for the
@@ -566,13 +584,15 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
          text_of: Callable[[int], str], path_of: Callable[[int], str],
          find_definitions: Callable[[str], Iterable[int]] | None = None,
          allowed: Callable[[int], bool] | None = None,
+         prose: Callable[[int], bool] | None = None,
          symbols: SymbolLookup | None = None,
          params: RankingParams = DEFAULT) -> list[Ranked]:
     """The ranked rows (best first, at most ``limit``) for one query (see the module docstring).
 
     ``legs``: each leg's (row, raw score) best first. ``find_definitions(name)``: rows that
     may define ``name`` (a text scan), checked here with the definition regex; ``allowed``
-    keeps injected rows inside the request's filters. ``symbols``: the chunk table's symbol
+    keeps injected rows inside the request's filters; ``prose`` marks rows of prose and data
+    files, which define no names (a README's ``class Foo`` example). ``symbols``: the chunk table's symbol
     index; a row chunked from a syntax tree defines exactly the names it lists there (the
     regex is asked only about the others).
     """
@@ -659,7 +679,7 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
                 if symbols is not None and symbols.syntax_rows[row]:
                     if sym is None:
                         continue
-                elif not defines(text_of(row), name):
+                elif (prose is not None and prose(row)) or not defines(text_of(row), name):
                     continue
                 stem_words = path_words(path_of(row))
                 factor = params.definition_stem_factor if name.lower() in stem_words or \
