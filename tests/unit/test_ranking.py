@@ -336,3 +336,41 @@ def test_the_speller_reads_names_the_same_whatever_the_hash_seed() -> None:
                               env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
                for seed in range(12)}
     assert len(outputs) == 1, outputs
+
+
+class _Symbols(_Defs):
+    """Hand-made definitions with kinds and owners."""
+
+    def __init__(self, defs: dict[int, tuple[str, str, str]]) -> None:
+        from cidx_daemon.index.chunking import Symbol
+
+        self.defs = {row: [Symbol(name, kind, parent, 1)] for row, (name, kind, parent) in defs.items()}
+        self.syntax_rows = [True] * (max(defs) + 1)
+
+
+def test_a_bare_name_prefers_the_module_level_definition_a_qualified_one_its_method() -> None:
+    # Django: QuerySet.reverse and a list method ranked above django.urls.reverse for "reverse".
+    texts = {0: "    def reverse(self):\n        return self._chain()", 1: "    def reverse(self):\n        pass",
+             2: "def reverse(viewname, urlconf=None):\n    return resolver.reverse(viewname)"}
+    paths = {0: "django/db/models/query.py", 1: "django/contrib/gis/geos/mutable_list.py",
+             2: "django/urls/base.py"}
+    symbols = _Symbols({0: ("reverse", "method", "QuerySet"), 1: ("reverse", "method", "ListMixin"),
+                        2: ("reverse", "function", "")})
+    legs = {"fts": [(0, 9.0), (1, 8.5), (2, 8.0)]}
+    assert _rank(legs, "reverse", texts, paths, symbols=symbols)[0].row == 2
+    assert _rank(legs, "QuerySet.reverse", texts, paths, symbols=symbols)[0].row == 0
+    flat = ranking.RankingParams(method_definition_factor=1.0)
+    assert _rank(legs, "reverse", texts, paths, symbols=symbols, params=flat)[0].row == 0
+
+
+def test_a_package_init_that_defines_the_name_is_not_demoted_as_a_reexport() -> None:
+    # django/core/mail/__init__.py defines send_mail; the re-export demotion put it third.
+    texts = {0: "def send_mail(subject, message):\n    return conn.send()",
+             1: "def send_mail(subject, message):\n    ...", 2: "from .mail import send_mail"}
+    paths = {0: "django/core/mail/__init__.py", 1: "django/core/mail/compat.py", 2: "pkg/__init__.py"}
+    symbols = _Symbols({0: ("send_mail", "function", ""), 1: ("send_mail", "function", ""),
+                        2: ("other", "function", "")})
+    legs = {"fts": [(0, 9.0), (1, 8.8), (2, 8.7)]}
+    assert _rank(legs, "send_mail", texts, paths, symbols=symbols)[0].row == 0  # was 1: 0.7 x 9.0 < 8.8
+    # a chunk of an __init__.py that defines nothing asked for is still a re-export's
+    assert role_factor("pkg/__init__.py", classify("send_mail").asks_for) < 1.0
