@@ -350,7 +350,8 @@ class _Symbols(_Defs):
 
 def test_a_bare_name_prefers_the_module_level_definition_a_qualified_one_its_method() -> None:
     # Django: QuerySet.reverse and a list method ranked above django.urls.reverse for "reverse".
-    texts = {0: "    def reverse(self):\n        return self._chain()", 1: "    def reverse(self):\n        pass",
+    texts = {0: "    def reverse(self):\n        return self._chain()",
+             1: "    def reverse(self):\n        pass",
              2: "def reverse(viewname, urlconf=None):\n    return resolver.reverse(viewname)"}
     paths = {0: "django/db/models/query.py", 1: "django/contrib/gis/geos/mutable_list.py",
              2: "django/urls/base.py"}

@@ -300,9 +300,14 @@ def _plan(previous: gens.Generation | None, old_files: dict[str, FileRecord],
     writer = ChunkTableWriter()
     blocks: list[tuple[int, int, int]] = []
     carried.sort(key=lambda item: item[0].first_row)  # old row order: chunk ids keep ascending
-    for rec, size, mtime in carried:
-        new = writer.copy_file(previous.table, rec, size, mtime)  # type: ignore[union-attr]
-        if rec.n_rows:
+    copied = writer.copy_files(previous.table, carried) if carried else []  # type: ignore[union-attr]
+    for (rec, _size, _mtime), new in zip(carried, copied, strict=True):
+        if not rec.n_rows:
+            continue
+        if blocks and blocks[-1][0] + blocks[-1][2] == new.first_row and \
+                blocks[-1][1] + blocks[-1][2] == rec.first_row:  # neighbours stay one block
+            blocks[-1] = (blocks[-1][0], blocks[-1][1], blocks[-1][2] + rec.n_rows)
+        else:
             blocks.append((new.first_row, rec.first_row, rec.n_rows))
     next_cid = int(previous.meta.get("next_cid", 0)) if previous else 0
     new_rows: list[int] = []
