@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-embed", action="store_true",
                    help="full text only for now: leave new chunks' vectors pending "
                         "(a later index embeds them)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--quiet", action="store_true",
+                   help="no progress (a bar on a terminal, else a line every 10 s on stderr)")
     s.add_argument("--json", action="store_true", help="print the index statistics as JSON")
     s.add_argument("--progress-json", action="store_true",
                    help="report progress as JSON lines on stderr instead of a bar (for programs "
