@@ -190,18 +190,12 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
             ray = _connect_ray(address, config_path, None)
             stats = index_project(config_path, clear=args.clear, embed=embed,
                                   embedder_factory=_pool_factory(ray))
-        elif not sys.stderr.isatty():  # a log or an agent: lines, not a bar nobody sees
-            from cidx_daemon.progress_lines import PlainProgress
-
-            plain = PlainProgress()
-            ray = _connect_ray(address, config_path, plain.note)
-            stats = index_project(config_path, clear=args.clear, embed=embed, progress=plain,
-                                  embedder_factory=_pool_factory(ray))
-            plain.finish()
         else:
             from cidx_daemon.progress import RichProgress
+            from cidx_daemon.progress_lines import PlainProgress
 
-            with RichProgress() as progress:
+            # without a terminal rich draws nothing: a log or an agent gets lines instead
+            with RichProgress() if sys.stderr.isatty() else PlainProgress() as progress:
                 ray = _connect_ray(address, config_path, progress.note)
                 stats = index_project(config_path, clear=args.clear, embed=embed, progress=progress,
                                       embedder_factory=_pool_factory(ray))

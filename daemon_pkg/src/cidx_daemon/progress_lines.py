@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from types import TracebackType
 from typing import TextIO
 
 #: Seconds between two lines of one phase: often enough to show life, rare enough for a log.
@@ -39,6 +40,14 @@ class PlainProgress:
         self._done = 0
         self._started = self._last = 0.0
         self._unit = "items"
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.finish()
 
     def phase(self, name: str, total: int | None) -> None:
         self.finish()

@@ -247,14 +247,11 @@ class ChunkTableWriter:
                        np.asarray([len(t) for t in symbols], dtype=np.int64), b"".join(symbols))
         return self._append(path, language, hash_, size, mtime_ns, block)
 
-    def copy_file(self, table: ChunkTable, rec: FileRecord, size: int, mtime_ns: int) -> FileRecord:
-        """A file unchanged since ``table``: its rows, ids and text bytes carried over as they are."""
-        return self.copy_files(table, [(rec, size, mtime_ns)])[0]
-
     def copy_files(self, table: ChunkTable,
                    files: list[tuple[FileRecord, int, int]]) -> list[FileRecord]:
-        """``copy_file`` for many files (record, size, mtime) at once: each run of files that
-        are neighbours in ``table`` is sliced out of its columns in one piece."""
+        """Files unchanged since ``table`` (record, new size, new mtime): their rows, ids, text
+        and symbol bytes carried over as they are, each run of files that are neighbours in
+        ``table`` sliced out of its columns in one piece."""
         out: list[FileRecord] = []
         i = 0
         while i < len(files):
@@ -437,7 +434,7 @@ class ChunkTable:
         bytes are ASCII-lowered once and kept, and every row holding non-ASCII text
         is included too: ``re.IGNORECASE`` equates a few non-ASCII letters with ASCII
         ones (``\u017f`` with ``s``, ``\u212a`` with ``k``) that lowering cannot see.
-        ``within``: only these row ranges (``byte_runs``), the rest of the bytes unread.
+        ``within``: only these row ranges (``row_runs``), the rest of the bytes unread.
         """
         if fold:
             hay, extra = self._folded()
@@ -462,7 +459,7 @@ class ChunkTable:
         return sorted(set(found).union(extra)) if extra else found
 
     @staticmethod
-    def byte_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    def row_runs(mask: np.ndarray) -> list[tuple[int, int]]:
         """The row ranges [first, stop) where ``mask`` holds, for ``rows_containing(within=)``."""
         padded = np.concatenate(([False], np.asarray(mask, dtype=bool), [False]))
         edges = np.flatnonzero(np.diff(padded.astype(np.int8)))

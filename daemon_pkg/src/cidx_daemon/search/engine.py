@@ -81,7 +81,7 @@ def definition_runs(gen: gens.Generation) -> list[tuple[int, int]]:
     symbol index), never prose or data."""
     key = "definition_runs"
     if key not in gen.cache:
-        gen.cache[key] = gen.table.byte_runs(~gen.table.symbol_index().syntax_rows & ~prose_rows(gen))
+        gen.cache[key] = gen.table.row_runs(~gen.table.symbol_index().syntax_rows & ~prose_rows(gen))
     return gen.cache[key]
 
 

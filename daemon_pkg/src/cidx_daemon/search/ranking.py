@@ -289,7 +289,8 @@ def _symbol_factor(sym: Symbol, qualifier: str, params: RankingParams) -> float:
     return factor
 
 
-_DEFINES = frozenset(("reexport",))
+#: Roles not held against a chunk that defines the identifier asked for.
+_NOT_AGAINST_DEFINITIONS = frozenset(("reexport",))
 _VALUE_KINDS = frozenset({"variable", "field", "property", "constant"})
 
 
@@ -724,7 +725,7 @@ def rank(legs: Mapping[str, Sequence[tuple[int, float]]], *, query: str, limit: 
         # A package's __init__.py that defines the identifier asked for is not re-exporting it
         # (``send_mail`` is defined in django/core/mail/__init__.py).
         defining = shape.kind == SYMBOL and "symbol" in item.ranks
-        asks = shape.asks_for | _DEFINES if defining else shape.asks_for
+        asks = shape.asks_for | _NOT_AGAINST_DEFINITIONS if defining else shape.asks_for
         item.score *= role_factor(path, asks, params)
 
     ordered = sorted(fused.values(), key=lambda r: (-r.score, r.row))
