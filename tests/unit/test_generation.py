@@ -235,3 +235,27 @@ def test_code_is_embedded_before_tests_docs_and_examples(tmp_path: Path) -> None
     assert set(paths[:len(code)]) == code, paths
     assert set(paths[len(code):]) == {"benchmarks/bench_parse.py", "docs/guide.md", "examples/demo.py",
                                       "tests/test_parse.py", "vendor/lib.py"}, paths
+
+
+def test_chunking_in_worker_processes_builds_the_same_table(tmp_path: Path) -> None:
+    """A big scan read and chunked by forked workers (the CLI's first index) publishes
+    exactly the table a single process writes: same rows, ids, text, symbols, skips."""
+    from cidx_daemon.index import indexer
+
+    files = {f"pkg/m{i:03d}.py": f"class C{i}:\n    def run(self, x):\n        return x * {i}\n\n\n"
+                                 f"def helper_{i}(y):\n    return C{i}().run(y)\n" for i in range(230)}
+    files.update({f"notes/n{i}.md": f"# Note {i}\n\nSome words about helper_{i}.\n" for i in range(20)})
+    built = {}
+    for workers in (1, 2):
+        root = write_project(tmp_path / f"w{workers}", files)
+        (root / "blob.bin").write_bytes(b"\0\1\2" * 100)
+        config = cfgmod.init_project(root)
+        stats = index_project(config, embed=False, workers=workers)
+        gen, _ = gens.open_live(gens.index_dir(cfgmod.config_dir(config)))
+        assert gen is not None
+        built[workers] = (stats.skipped, stats.chunks,
+                          {name: (gen.path / name).read_bytes()
+                           for name in ("text.bin", "symbols.bin", "rows.npy", "cids.npy", "text_off.npy")})
+    assert len(files) >= indexer.POOL_MIN_FILES  # the pool did run
+    assert built[1] == built[2]
+    assert built[2][0] == {"binary": 1}

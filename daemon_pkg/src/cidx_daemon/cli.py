@@ -36,6 +36,12 @@ class CliError(Exception):
 PROG_ENV = "CIDX_PROG"
 
 
+def _chunk_workers(ray: Any) -> int:
+    """Processes that read and chunk a big scan (forked: this command is single-threaded while
+    it scans), except beside a Ray client, whose gRPC threads must not be forked."""
+    return 1 if ray is not None else max(1, min(4, os.cpu_count() or 1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = CliParser(prog=os.environ.get(PROG_ENV) or "cidx-daemon",
                 description="cidx engine: index a repository; semantic, full-text and hybrid search.")
@@ -184,12 +190,12 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
             lines = JsonLinesProgress()
             ray = _connect_ray(address, config_path, lines.note)
             stats = index_project(config_path, clear=args.clear, embed=embed, progress=lines,
-                                  embedder_factory=_pool_factory(ray))
+                                  embedder_factory=_pool_factory(ray), workers=_chunk_workers(ray))
             lines.finish()
         elif args.quiet or args.json:
             ray = _connect_ray(address, config_path, None)
             stats = index_project(config_path, clear=args.clear, embed=embed,
-                                  embedder_factory=_pool_factory(ray))
+                                  embedder_factory=_pool_factory(ray), workers=_chunk_workers(ray))
         else:
             from cidx_daemon.progress import RichProgress
             from cidx_daemon.progress_lines import PlainProgress
@@ -198,7 +204,7 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
             with RichProgress() if sys.stderr.isatty() else PlainProgress() as progress:
                 ray = _connect_ray(address, config_path, progress.note)
                 stats = index_project(config_path, clear=args.clear, embed=embed, progress=progress,
-                                      embedder_factory=_pool_factory(ray))
+                                      embedder_factory=_pool_factory(ray), workers=_chunk_workers(ray))
     except (IndexLockedError, EmbedderError) as exc:
         raise CliError(str(exc)) from None
     finally:
