@@ -40,6 +40,7 @@ verify: the indexer never trusts a damaged index, it rebuilds.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
@@ -271,14 +272,14 @@ def chunk_all(jobs: list[tuple[Any, FileRecord | None]], icfg: dict[str, Any],
     text: Django's 5,421 files took 9.8 s on one core. With ``workers`` > 1 and enough files
     they are chunked in forked processes, results in order. Fork only, and only for a
     single-threaded caller: a forked child of a threaded process (the daemon) may inherit a
-    lock held by another thread; where fork is missing (macOS' default spawn would re-run a
-    packed entry point), chunking stays in this process.
+    lock held by another thread. Linux only: macOS' system libraries are not fork-safe and
+    its default, spawn, would re-run a packed entry point; elsewhere chunking stays here.
     """
     import multiprocessing
 
     jobs_ = [(sf, prev.hash if prev else None, prev.language if prev else None, icfg["chunk_max_chars"])
              for sf, prev in jobs]
-    if workers <= 1 or len(jobs_) < POOL_MIN_FILES or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or len(jobs_) < POOL_MIN_FILES or not sys.platform.startswith("linux"):
         yield from map(_outcome, jobs_)
         return
     with multiprocessing.get_context("fork").Pool(min(workers, len(jobs_)), initializer=_worker_init) as pool:
