@@ -197,11 +197,13 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
             stats = index_project(config_path, clear=args.clear, embed=embed,
                                   embedder_factory=_pool_factory(ray), workers=_chunk_workers(ray))
         else:
-            from cidx_daemon.progress import RichProgress
-            from cidx_daemon.progress_lines import PlainProgress
-
-            # without a terminal rich draws nothing: a log or an agent gets lines instead
-            with RichProgress() if sys.stderr.isatty() else PlainProgress() as progress:
+            # without a terminal rich draws nothing (and is not imported: ~40 ms): a log or an
+            # agent gets lines instead
+            if sys.stderr.isatty():
+                from cidx_daemon.progress import RichProgress as Display
+            else:
+                from cidx_daemon.progress_lines import PlainProgress as Display  # type: ignore[assignment]
+            with Display() as progress:
                 ray = _connect_ray(address, config_path, progress.note)
                 stats = index_project(config_path, clear=args.clear, embed=embed, progress=progress,
                                       embedder_factory=_pool_factory(ray), workers=_chunk_workers(ray))
