@@ -24,6 +24,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="edit a copy of this project (its .py files) instead of the quick stdlib corpus: "
                          "a big one shows what a save costs at scale (its .git and .code-indexer are not "
                          "copied; a warm embedding cache makes its first index quick)")
+    ap.add_argument("--runs", type=int, default=5,
+                    help="with --first-index: fresh indexes to time; the median is judged (default 5)")
     ap.add_argument("--first-index", action="store_true",
                     help="instead: seconds from `cidx index` starting on the whole stdlib (a fresh "
                          "clone) until full text answers (target ≤ 5 s); the index is interrupted then")
@@ -157,34 +160,44 @@ def _first_index(args: argparse.Namespace) -> int:
     python = ws.real_python(args.python)
     install = ws.ensure_install(python, args.cache, args.install_dir)
     base, files = ws.stdlib_sources(quick=False)
-    with tempfile.TemporaryDirectory(prefix="cidx-first-") as tmp:
-        root = _copy_corpus(base, files, Path(tmp) / "proj")
-        size = sum(f.stat().st_size for f in files) / 1e6
-        ws.run_quiet([install.cidx, "init"], root)
-        ws.say(f"==> {len(files)} files ({size:.1f} MB); cidx index, polling full text")
-        t0 = now()
-        indexer = subprocess.Popen([str(install.cidx), "index"], cwd=root, env=ws.child_env(),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            while True:
-                proc = subprocess.run([str(install.cidx), "query", "urlopen", "--fts", "--json"], cwd=root,
-                                      env=ws.child_env(), capture_output=True, text=True, check=False)
-                if proc.returncode == 0 and json.loads(proc.stdout).get("results"):
-                    took = now() - t0
-                    break
-                if now() - t0 > 120:
-                    raise BenchError("full text did not answer within 120 s")
-                time.sleep(0.05)
-        finally:
-            indexer.send_signal(2)
-            indexer.wait()
-            subprocess.run([str(install.cidx), "daemon", "stop"], cwd=root, env=ws.child_env(),
-                           capture_output=True, check=False)
+    size = sum(f.stat().st_size for f in files) / 1e6
+    took: list[float] = []
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="cidx-first-") as tmp:
+            root = _copy_corpus(base, files, Path(tmp) / "proj")
+            ws.run_quiet([install.cidx, "init"], root)
+            ws.say(f"==> run {run + 1}/{args.runs}: {len(files)} files ({size:.1f} MB); cidx index, "
+                   "polling full text")
+            took.append(_until_full_text(install, root))
     print(f"\n## Full text first: `cidx index` on the stdlib ({len(files)} files, {size:.1f} MB)\n")
     print(f"interpreter: {python}; load average {', '.join(f'{x:.2f}' for x in load_average())}")
-    print(f"full text answered {took:.2f} s after `cidx index` started (target ≤ 5 s: "
-          f"{'met' if took <= 5 else 'MISSED'})")
+    middle = statistics.median(took)
+    print(f"full text answered {middle:.2f} s (median of {len(took)}: "
+          f"{', '.join(f'{t:.2f}' for t in took)} s) after `cidx index` started "
+          f"(target ≤ 5 s: {'met' if middle <= 5 else 'MISSED'})")
     return 0
+
+
+def _until_full_text(install: ws.Install, root: Path) -> float:
+    """Seconds from starting ``cidx index`` until a full-text query through the client
+    (which starts the daemon) finds a known identifier; the index run is then interrupted."""
+    t0 = now()
+    indexer = subprocess.Popen([str(install.cidx), "index"], cwd=root, env=ws.child_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            proc = subprocess.run([str(install.cidx), "query", "urlopen", "--fts", "--json"], cwd=root,
+                                  env=ws.child_env(), capture_output=True, text=True, check=False)
+            if proc.returncode == 0 and json.loads(proc.stdout).get("results"):
+                return now() - t0
+            if now() - t0 > 120:
+                raise BenchError("full text did not answer within 120 s")
+            time.sleep(0.05)
+    finally:
+        indexer.send_signal(2)
+        indexer.wait()
+        subprocess.run([str(install.cidx), "daemon", "stop"], cwd=root, env=ws.child_env(),
+                       capture_output=True, check=False)
 
 
 def _settle(install: ws.Install, root: Path) -> None:

@@ -259,3 +259,43 @@ def test_chunking_in_worker_processes_builds_the_same_table(tmp_path: Path) -> N
     assert len(files) >= indexer.POOL_MIN_FILES  # the pool did run
     assert built[1] == built[2]
     assert built[2][0] == {"binary": 1}
+
+
+def test_streams_made_beside_the_chunks_index_what_the_table_holds(tmp_path: Path) -> None:
+    """The indexer makes each chunk's full-text streams and vocabulary where it chunks it
+    (in the workers, for a big scan): the index it publishes answers every search, fuzzy
+    ones included, as an index built afresh from the published table does."""
+    import tantivy
+
+    from cidx_daemon.search.fts import FtsIndex, build_fts_index
+
+    files = {f"pkg/m{i:03d}.py": f"class HTTPClient{i}:\n    def read_response(self, x):\n"
+                                 f"        return x * {i}  # naïve retry_{i}\n\n\n"
+                                 f"def helper_{i}(y):\n    return HTTPClient{i}().read_response(y)\n"
+             for i in range(230)}
+    root = write_project(tmp_path / "p", files)
+    config = cfgmod.init_project(root)
+    index_project(config, embed=False, workers=2)
+    (root / "pkg" / "m007.py").write_text("def urlopen_with_backoff(url):\n    return url\n")
+    index_project(config, embed=False, changed=["pkg/m007.py"])  # the incremental path
+    gen, _ = gens.open_live(gens.index_dir(cfgmod.config_dir(config)))
+    assert gen is not None
+    published = FtsIndex.open(gen.path / gens.FTS_DIR, gen.table)
+    build_fts_index(tmp_path / "afresh", gen.table)
+    afresh = FtsIndex.open(tmp_path / "afresh", gen.table)
+    assert published.num_docs == afresh.num_docs == len(gen.table)
+    for q, kw in (("read_response", {}), ("HTTP client", {}), ("retry_17", {}), ("naïve", {}),
+                  ("urlopen backoff", {}), ("respnse", {"edit_distance": 1}),
+                  ("HTTPClent12", {"edit_distance": 1}), ("urlopn", {"edit_distance": 1})):
+        got = [h.row for h in published.search(q, limit=50, **kw)]  # type: ignore[arg-type]
+        assert got, q
+        assert got == [h.row for h in afresh.search(q, limit=50, **kw)], q  # type: ignore[arg-type]
+    # The vocabulary (fuzzy expansion) holds every token an afresh build finds.
+    terms = {}
+    for where in (gen.path / gens.FTS_DIR, tmp_path / "afresh"):
+        index = tantivy.Index.open(str(where / "vocab"))
+        searcher = index.searcher()
+        hits = searcher.search(tantivy.Query.all_query(), limit=100_000).hits
+        terms[where] = {searcher.doc(address)["cs"][0] for _, address in hits}
+    assert terms[tmp_path / "afresh"] <= terms[gen.path / gens.FTS_DIR]
+    assert {"urlopen", "backoff", "HTTP", "Client", "HTTPClient12", "naïve"} <= terms[tmp_path / "afresh"]

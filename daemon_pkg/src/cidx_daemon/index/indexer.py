@@ -62,6 +62,7 @@ from cidx_daemon.index.chunk_table import (
 from cidx_daemon.index.chunking import chunk_file
 from cidx_daemon.index.embed_cache import EmbeddingCache, text_key
 from cidx_daemon.index.walk import check_paths, content_hash, read_source, walk_project, walk_settings
+from cidx_daemon.search.fts.analyzer import PreparedStreams, StreamBuilder
 from cidx_shared import config as cfgmod
 
 #: Bump when chunk boundaries change for the same input: the next index re-chunks everything.
@@ -121,6 +122,8 @@ class Plan:
     removed_cids: list[int]
     next_cid: int
     changed: bool
+    #: The new rows' full-text streams, made beside their chunks (``chunk_all``).
+    streams: PreparedStreams = field(default_factory=PreparedStreams)
 
 
 def index_project(
@@ -232,11 +235,12 @@ def scan(root: Path, icfg: dict[str, Any], previous: gens.Generation | None, sta
     """Walk, reuse what did not change, chunk what did (see the module docstring)."""
     old_files = previous.table.by_path() if previous else {}
     carried: list[tuple[FileRecord, int, int]] = []  # (old record, size, mtime)
-    fresh: list[tuple[Any, str, list[Any]]] = []  # (source file, hash, chunks)
+    fresh: list[_Fresh] = []
 
     def skipped(path: str, reason: str) -> None:
         stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
 
+    tokens: set[str] = set()
     seen: set[str] = set()
     to_read: list[tuple[Any, FileRecord | None]] = []
     for sf in walk_project(root, on_skip=skipped, **walk_settings(icfg)):
@@ -254,14 +258,18 @@ def scan(root: Path, icfg: dict[str, Any], previous: gens.Generation | None, sta
         elif outcome[0] == "same":
             carried.append((prev, sf.size, sf.mtime_ns))  # type: ignore[arg-type]
         else:
-            fresh.append((sf, outcome[1], outcome[2]))
+            fresh.append((sf, outcome[1], outcome[2], outcome[3]))
+            tokens.update(outcome[4])
 
-    return _plan(previous, old_files, carried, fresh, seen, stats)
+    return _plan(previous, old_files, carried, fresh, seen, stats, tokens)
 
 
 #: Files to chunk before a worker pool pays for itself (forking and collecting the chunks).
 POOL_MIN_FILES = 200
-_Outcome = tuple[Any, ...]  # ("skip", reason) | ("same",) | ("fresh", hash, chunks)
+#: ("skip", reason) | ("same",) | ("fresh", hash, chunks, streams per chunk, new tokens)
+_Outcome = tuple[Any, ...]
+_Fresh = tuple[Any, str, list[Any], list[tuple[str, str]]]  # (source file, hash, chunks, streams)
+_worker_streams: StreamBuilder | None = None  # a worker process's own (see ``_worker_init``)
 
 
 def chunk_all(jobs: list[tuple[Any, FileRecord | None]], icfg: dict[str, Any],
@@ -274,13 +282,17 @@ def chunk_all(jobs: list[tuple[Any, FileRecord | None]], icfg: dict[str, Any],
     single-threaded caller: a forked child of a threaded process (the daemon) may inherit a
     lock held by another thread. Linux only: macOS' system libraries are not fork-safe and
     its default, spawn, would re-run a packed entry point; elsewhere chunking stays here.
+
+    The chunks' full-text streams are made here too, beside the chunks: in the workers that
+    is work taken off the full-text build, which runs alone after the scan.
     """
     import multiprocessing
 
     jobs_ = [(sf, prev.hash if prev else None, prev.language if prev else None, icfg["chunk_max_chars"])
              for sf, prev in jobs]
     if workers <= 1 or len(jobs_) < POOL_MIN_FILES or not sys.platform.startswith("linux"):
-        yield from map(_outcome, jobs_)
+        streams = StreamBuilder()
+        yield from (_outcome(job, streams) for job in jobs_)
         return
     with multiprocessing.get_context("fork").Pool(min(workers, len(jobs_)), initializer=_worker_init) as pool:
         yield from pool.imap(_outcome, jobs_, chunksize=8)
@@ -291,10 +303,12 @@ def _worker_init() -> None:
     KeyboardInterrupt traceback would break the one-line rule."""
     import signal
 
+    global _worker_streams
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_streams = StreamBuilder()
 
 
-def _outcome(job: tuple[Any, str | None, str | None, int]) -> _Outcome:
+def _outcome(job: tuple[Any, str | None, str | None, int], streams: StreamBuilder | None = None) -> _Outcome:
     """Read and chunk one file (a top-level function: a worker process runs it)."""
     sf, prev_hash, prev_language, max_chars = job
     try:
@@ -306,7 +320,9 @@ def _outcome(job: tuple[Any, str | None, str | None, int]) -> _Outcome:
     digest = content_hash(text)
     if prev_hash == digest and prev_language == sf.language:
         return ("same",)
-    return ("fresh", digest, chunk_file(text, sf.language, path=sf.rel_path, max_chars=max_chars))
+    builder = streams or _worker_streams or StreamBuilder()
+    chunks = chunk_file(text, sf.language, path=sf.rel_path, max_chars=max_chars)
+    return ("fresh", digest, chunks, [builder.streams(c.text) for c in chunks], builder.new_tokens())
 
 
 def scan_changed(root: Path, icfg: dict[str, Any], previous: gens.Generation, changed: set[str],
@@ -319,7 +335,8 @@ def scan_changed(root: Path, icfg: dict[str, Any], previous: gens.Generation, ch
 
     found = check_paths(root, sorted(changed), on_skip=skipped, **walk_settings(icfg))
     carried = [(rec, rec.size, rec.mtime_ns) for path, rec in old_files.items() if path not in changed]
-    fresh: list[tuple[Any, str, list[Any]]] = []
+    fresh: list[_Fresh] = []
+    tokens: set[str] = set()
     jobs = [(sf, old_files.get(sf.rel_path)) for sf in found.values() if sf is not None]
     for (sf, prev), outcome in zip(jobs, chunk_all(jobs, icfg, 1), strict=True):
         if outcome[0] == "skip":
@@ -327,15 +344,16 @@ def scan_changed(root: Path, icfg: dict[str, Any], previous: gens.Generation, ch
         elif outcome[0] == "same":
             carried.append((prev, sf.size, sf.mtime_ns))  # type: ignore[arg-type]
         else:
-            fresh.append((sf, outcome[1], outcome[2]))
+            fresh.append((sf, outcome[1], outcome[2], outcome[3]))
+            tokens.update(outcome[4])
     seen = {path for path in old_files if path not in changed}
     seen |= {path for path, f in found.items() if f is not None}
-    return _plan(previous, old_files, carried, fresh, seen, stats)
+    return _plan(previous, old_files, carried, fresh, seen, stats, tokens)
 
 
 def _plan(previous: gens.Generation | None, old_files: dict[str, FileRecord],
-          carried: list[tuple[FileRecord, int, int]], fresh: list[tuple[Any, str, list[Any]]],
-          seen: set[str], stats: IndexStats) -> Plan:
+          carried: list[tuple[FileRecord, int, int]], fresh: list[_Fresh],
+          seen: set[str], stats: IndexStats, tokens: set[str]) -> Plan:
     """The new chunk table: carried-over files in their old order, then the new ones."""
     writer = ChunkTableWriter()
     blocks: list[tuple[int, int, int]] = []
@@ -351,7 +369,8 @@ def _plan(previous: gens.Generation | None, old_files: dict[str, FileRecord],
             blocks.append((new.first_row, rec.first_row, rec.n_rows))
     next_cid = int(previous.meta.get("next_cid", 0)) if previous else 0
     new_rows: list[int] = []
-    for sf, digest, chunks in fresh:
+    prepared = PreparedStreams(tokens=tokens)
+    for sf, digest, chunks, streams in fresh:
         first = writer.n_rows
         writer.add_file(sf.rel_path, sf.language, digest, sf.size, sf.mtime_ns,
                         ((c.start_line, c.end_line, c.text, encode_symbols(c.scope, c.symbols))
@@ -359,6 +378,7 @@ def _plan(previous: gens.Generation | None, old_files: dict[str, FileRecord],
                         range(next_cid, next_cid + len(chunks)))
         next_cid += len(chunks)
         new_rows.extend(range(first, first + len(chunks)))
+        prepared.streams.extend(streams)
     kept = {rec.path for rec, _, _ in carried}
     removed = [rec for path, rec in old_files.items() if path not in kept]
     removed_cids = [int(c) for rec in removed
@@ -369,7 +389,7 @@ def _plan(previous: gens.Generation | None, old_files: dict[str, FileRecord],
     # Only content counts: a touched file (new mtime, same hash) is re-read by the next scan,
     # which costs far less than a new generation and a daemon reload.
     changed = bool(fresh or removed) or previous is None
-    return Plan(writer, blocks, new_rows, removed_cids, next_cid, changed)
+    return Plan(writer, blocks, new_rows, removed_cids, next_cid, changed, prepared)
 
 
 # --------------------------------------------------------------------------- 2. assemble
@@ -400,7 +420,10 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
     if reuse_fts:
         build_fts_index(staged / gens.FTS_DIR, table, plan.new_rows,
                         previous=previous.path / gens.FTS_DIR,  # type: ignore[union-attr]
-                        removed_cids=plan.removed_cids, progress=progress.advance)
+                        removed_cids=plan.removed_cids, progress=progress.advance, prepared=plan.streams)
+    elif len(plan.new_rows) == n:  # everything is new: the streams are all made already
+        build_fts_index(staged / gens.FTS_DIR, table, plan.new_rows, progress=progress.advance,
+                        prepared=plan.streams)
     else:
         build_fts_index(staged / gens.FTS_DIR, table, progress=progress.advance)
     meta = {

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 #: A word: what Python calls ``\w`` (letters, digits, underscore; Unicode-aware).
@@ -114,8 +115,8 @@ class StreamBuilder:
     as ready-joined strings; the per-chunk work is then C-level joins and
     dict lookups (``__missing__`` only runs on a cache miss). ASCII chunks
     (nearly all code) find their words with ``bytes.translate`` + ``split``,
-    four times faster than ``\\w+`` and identical on ASCII. One builder per
-    index build: its cache is also the vocabulary the fuzzy index is made of.
+    four times faster than ``\\w+`` and identical on ASCII. The words it meets are
+    also the vocabulary the fuzzy index is made of (``new_tokens``).
     """
 
     def __init__(self) -> None:
@@ -132,14 +133,27 @@ class StreamBuilder:
         compound = " ".join(map(self._parts.compound.__getitem__, found))
         return parts_stream, compound
 
-    def vocabulary(self) -> list[str]:
-        """Every distinct token seen (words and parts), original case, sorted."""
-        seen: set[str] = set()
-        for word, joined in self._parts.items():
-            seen.add(word)
+    def new_tokens(self) -> list[str]:
+        """The tokens (words and their parts, original case) of the words first met since the
+        last call: a worker process sends these along with its streams, so the process that
+        builds the index gets the whole vocabulary without splitting a word again."""
+        out: list[str] = []
+        for word in self._parts.fresh:
+            out.append(word)
+            joined = self._parts[word]
             if joined != word:
-                seen.update(joined.split())
-        return sorted(seen)
+                out.extend(joined.split())
+        self._parts.fresh.clear()
+        return out
+
+
+@dataclass
+class PreparedStreams:
+    """Index streams computed where the chunks were made (the indexer's worker processes):
+    ``streams[i]`` belongs to the i-th row added, ``tokens`` is their vocabulary."""
+
+    streams: list[tuple[str, str]] = field(default_factory=list)
+    tokens: set[str] = field(default_factory=set)
 
 
 _ASCII_NON_WORD_TO_SPACE = bytes(
@@ -153,11 +167,13 @@ class _PartsCache(dict[str, str]):
     def __init__(self) -> None:
         super().__init__()
         self.compound: dict[str, str] = {}
+        self.fresh: list[str] = []  # words added since ``StreamBuilder.new_tokens`` last ran
 
     def __missing__(self, word: str) -> str:
         joined = " ".join(_PART_RE.findall(word)) if word.isascii() else " ".join(parts(word))
         self[word] = joined
         self.compound[word] = "" if joined == word else word
+        self.fresh.append(word)
         return joined
 
 

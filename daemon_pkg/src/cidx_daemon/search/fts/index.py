@@ -39,6 +39,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +49,7 @@ import tantivy
 
 from . import highlight as highlight_mod
 from . import query, regex_scan
-from .analyzer import StreamBuilder, chunk_lines
+from .analyzer import PreparedStreams, StreamBuilder, chunk_lines
 from .highlight import LineMatch, Snippet
 
 if TYPE_CHECKING:
@@ -145,21 +146,24 @@ def _threads() -> int:
 
 def build_fts_index(directory: Path, table: ChunkTable, rows: Iterable[int] | None = None, *,
                     previous: Path | None = None, removed_cids: Iterable[int] = (),
-                    progress: Callable[[int], None] | None = None) -> None:
+                    progress: Callable[[int], None] | None = None,
+                    prepared: PreparedStreams | None = None) -> None:
     """Write the full-text index of ``table`` into ``directory`` (which must hold none).
 
     ``rows`` (default: all, in order) are the rows to add. With ``previous`` (the
     FTS directory of the generation this one updates) its files are hard-linked
     first and the documents of ``removed_cids`` deleted, so ``rows`` need only be
-    the new ones (see the module docstring). ``progress`` receives the number of
-    rows added since its last call. ``fts.json`` is written last, so a crash
-    leaves a directory ``open`` refuses.
+    the new ones (see the module docstring). ``prepared``: the rows' streams were
+    computed where they were chunked (one per row of ``rows``, in order), which
+    takes that work off this, the one serial step before full text answers.
+    ``progress`` receives the number of rows added since its last call. ``fts.json``
+    is written last, so a crash leaves a directory ``open`` refuses.
     """
     from cidx_daemon.index.generation import link_tree
 
     directory = Path(directory)
     todo = range(len(table)) if rows is None else rows
-    streams = StreamBuilder()
+    builder = StreamBuilder() if prepared is None else None
     if previous is not None:
         link_tree(Path(previous), directory)
         (directory / "fts.json").unlink()
@@ -176,10 +180,17 @@ def build_fts_index(directory: Path, table: ChunkTable, rows: Iterable[int] | No
     gone = [int(c) for c in removed_cids]
     if gone:  # by query: delete_documents_by_term encodes a u64 term so that it matches nothing
         writer.delete_documents_by_query(tantivy.Query.term_set_query(main.schema, "cid", gone))
-    for row in todo:
-        parts, compound = streams.streams(table.text(row))
+    cids = table.cids
+    if prepared is not None:
+        todo = list(todo)
+        if len(todo) != len(prepared.streams):
+            raise ValueError(f"{len(prepared.streams)} prepared streams for {len(todo)} rows")
+        docs: Iterable[tuple[int, tuple[str, str]]] = zip(todo, prepared.streams, strict=True)
+    else:
+        docs = ((row, builder.streams(table.text(row))) for row in todo)  # type: ignore[union-attr]
+    for row, (parts, compound) in docs:
         tdoc = tantivy.Document()
-        tdoc.add_unsigned("cid", int(table.cids[row]))
+        tdoc.add_unsigned("cid", int(cids[row]))
         tdoc.add_text("parts", parts.lower())
         tdoc.add_text("parts_cs", parts)
         tdoc.add_text("compound", compound.lower())
@@ -189,9 +200,12 @@ def build_fts_index(directory: Path, table: ChunkTable, rows: Iterable[int] | No
         if progress is not None and pending >= _PROGRESS_EVERY:
             progress(pending)
             pending = 0
-    writer.commit()
-    writer.wait_merging_threads()
-    _build_vocab(where / "vocab", streams, extend=previous is not None)
+    tokens = set(builder.new_tokens()) if builder is not None else prepared.tokens  # type: ignore[union-attr]
+    # tantivy commits without the GIL: the vocabulary is built meanwhile (a third off this step).
+    with ThreadPoolExecutor(1, thread_name_prefix="cidx-fts-commit") as pool:
+        committed = pool.submit(_commit, writer)
+        _build_vocab(where / "vocab", tokens, extend=previous is not None)
+        committed.result()
     if progress is not None and pending:
         progress(pending)
     main.reload()
@@ -199,12 +213,17 @@ def build_fts_index(directory: Path, table: ChunkTable, rows: Iterable[int] | No
                                                     "docs": main.searcher().num_docs}), encoding="utf-8")
 
 
-def _build_vocab(directory: str, streams: StreamBuilder, *, extend: bool) -> None:
+def _commit(writer: tantivy.IndexWriter) -> None:
+    writer.commit()
+    writer.wait_merging_threads()
+
+
+def _build_vocab(directory: str, tokens: Iterable[str], *, extend: bool) -> None:
     """The distinct tokens (fuzzy expansion). Extending adds the new chunks' tokens; a
     token seen again or no longer used costs an extra candidate, never a wrong hit."""
     index = tantivy.Index.open(directory) if extend else tantivy.Index(_vocab_schema(), path=directory)
     writer = index.writer(heap_size=50_000_000, num_threads=1)
-    for term in streams.vocabulary():
+    for term in sorted(tokens):
         doc = tantivy.Document()
         doc.add_text("cs", term)
         doc.add_text("lower", term.lower())
