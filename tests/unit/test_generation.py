@@ -108,14 +108,19 @@ def test_full_text_first_then_vectors_share_everything_but_the_vectors(project: 
     first_dir = live(project)
     files = ("text.bin", "rows.npy", "fts/fts.json", "vectors.npy")
     inodes = {f: os.stat(first_dir / f).st_ino for f in files}
+    delta_before = len(np.load(first_dir / "vectors_delta.npy"))
+    rows_inode = os.stat(first_dir / "vector_rows.npy").st_ino
     done = index_project(config_of(project))
     assert done.embedded == 1 and done.pending == 0
     second_dir = live(project)
     assert second_dir != first_dir
-    for shared in ("text.bin", "rows.npy", "fts/fts.json"):
+    for shared in ("text.bin", "rows.npy", "fts/fts.json", "vectors.npy"):
         assert os.stat(second_dir / shared).st_ino == inodes[shared], shared  # hard links, not copies
-    assert os.stat(second_dir / "vectors.npy").st_ino != inodes["vectors.npy"]
-    assert "pending" not in query(project, "a function that returns soon")
+    # The one new vector is appended beside the shared ones, and the row map points at it.
+    assert np.load(second_dir / "vectors_delta.npy").shape == (delta_before + 1, 384)
+    assert os.stat(second_dir / "vector_rows.npy").st_ino != rows_inode
+    semantic = query(project, "a function that returns soon", semantic=True)
+    assert "pending" not in semantic and "later.py" in {r["path"] for r in semantic["results"]}
 
 
 # --------------------------------------------------------------------------- damage

@@ -37,7 +37,9 @@ Layout of one generation::
     meta.json      format, generation, created_at, embedder, model, dim, chunker,
                    counts, sizes of every file below
     files.json rows.npy cids.npy text.bin text_off.npy    the chunk table (chunk_table.py)
-    vectors.npy    float32 (n, dim), L2-normalised; rows not yet embedded are zero
+    vectors.npy    float32, L2-normalised: the vectors, dense (n, dim; rows not yet embedded
+                   are zero) or, with vector_rows.npy and vectors_delta.npy, shared with earlier
+                   generations by hard link and mapped by row (``vector_store``)
     embedded.npy   bool (n,): which rows have their vector (semantic search covers those)
     fts/           the full-text index (search/fts): inverted lists keyed by chunk id
 """
@@ -51,6 +53,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,11 +64,15 @@ from typing import Any
 import numpy as np
 
 from cidx_daemon.index.chunk_table import COLUMN_FILES, ChunkTable
+from cidx_daemon.index.vector_store import Vectors, open_vectors
 
 POINTER = "CURRENT"
 PREFIX = "gen-"
 META = "meta.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: Formats this version opens: 2 predates the shared vector files (``vector_store``), whose
+#: absence is its dense layout.
+READABLE_FORMATS = (2, 3)
 VECTOR_FILES = ("vectors.npy", "embedded.npy")
 FTS_DIR = "fts"
 
@@ -198,8 +205,13 @@ def link_tree(src: Path, dst: Path) -> None:
 
 
 def _fsync_tree(path: Path) -> None:
+    """Flush the files this build wrote. A hard link (more than one name) carries a file an
+    earlier generation wrote and flushed when it was published: its data is on disk, and
+    the new name is the directory's, which ``publish`` flushes. A refresh of a big project
+    links ~100 full-text files and writes a handful, so this skips most of its fsyncs."""
     for sub in Path(path).rglob("*"):
-        if sub.is_file():
+        st = sub.lstat()
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
             fd = os.open(sub, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -267,7 +279,7 @@ class Generation:
     path: Path
     meta: dict[str, Any]
     table: ChunkTable
-    vectors: np.ndarray
+    vectors: Vectors
     embedded: np.ndarray
     fts: Any = None  # search.fts.FtsIndex when opened with_fts
     stamp: tuple[int, int] | None = None
@@ -294,7 +306,7 @@ def load_meta(gen_dir: Path, expected_hash: str | None = None) -> dict[str, Any]
         meta = json.loads(data)
     except ValueError:
         raise DamagedGeneration(f"{Path(gen_dir).name}: {META} is not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise DamagedGeneration(f"{Path(gen_dir).name}: index format {found}, this cidx reads "
                                 f"{FORMAT_VERSION}: run 'cidx index --clear'")
@@ -323,14 +335,14 @@ def open_generation(gen_dir: Path, *, expected_hash: str | None = None, with_fts
         raise DamagedGeneration(f"{name}: {META} does not list {', '.join(missing)}")
     try:
         table = ChunkTable(gen_dir)
-        vectors = np.load(gen_dir / "vectors.npy", mmap_mode="r")
+        vectors = open_vectors(gen_dir)
         embedded = np.load(gen_dir / "embedded.npy", mmap_mode="r")
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise DamagedGeneration(f"{name}: unreadable chunk table or vectors ({exc})") from None
     n = int(meta.get("chunks", -1))
     dim = int(meta.get("dim", -1))
     shapes_ok = (len(table) == n and table.cids.shape == (n,) and vectors.shape == (n, dim)
-                 and embedded.shape == (n,) and embedded.dtype == np.bool_ and vectors.dtype == np.float32
+                 and embedded.shape == (n,) and embedded.dtype == np.bool_
                  and len(table.files) == int(meta.get("files", -1))
                  and (n == 0 or int(table.rows[:, 0].max()) < len(table.files)))
     if not shapes_ok:

@@ -51,6 +51,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cidx_daemon.index import generation as gens
+from cidx_daemon.index import vector_store
 from cidx_daemon.index.chunk_table import (
     COLUMN_FILES,
     OPTIONAL_COLUMN_FILES,
@@ -404,12 +405,12 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
     table = ChunkTable(staged)
     n = len(table)
     dim = int(previous.meta["dim"]) if previous else 384
-    vectors = np.zeros((n, dim), dtype=np.float32)
     embedded = np.zeros(n, dtype=bool)
     for new_first, old_first, count in plan.carried:
-        vectors[new_first:new_first + count] = previous.vectors[old_first:old_first + count]  # type: ignore[union-attr]
         embedded[new_first:new_first + count] = previous.embedded[old_first:old_first + count]  # type: ignore[union-attr]
-    np.save(staged / "vectors.npy", vectors)
+    # Carried vectors stay in the previous generation's files (hard links): a save writes a row map.
+    vector_store.carry(previous.vectors if previous else None, previous.path if previous else None,
+                       staged, n, dim, plan.carried)
     np.save(staged / "embedded.npy", embedded)
 
     from cidx_daemon.search.fts import FORMAT_VERSION as FTS_FORMAT
@@ -579,19 +580,17 @@ def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, np.ndarray], em
         hit[inside] = cids[pos[inside]] == wanted[inside]
         if not hit.any():
             return None
-        vectors = np.array(gen.vectors)
-        if vectors.shape[1] != embedder.dim:
-            vectors = np.zeros((len(gen), embedder.dim), dtype=np.float32)
+        rows = pos[hit]
+        vectors = np.stack([ready[cid] for cid in wanted[hit].tolist()]).astype(np.float32, copy=False)
         embedded = np.array(gen.embedded)
-        for cid, row in zip(wanted[hit].tolist(), pos[hit].tolist(), strict=True):
-            vectors[row] = ready[cid]
-            embedded[row] = True
-        return _publish_vectors(idx, gen, vectors, embedded, embedder).name
+        embedded[rows] = True
+        return _publish_vectors(idx, gen, rows, vectors, embedded, embedder).name
 
 
-def _publish_vectors(idx: Path, gen: gens.Generation, vectors: np.ndarray, embedded: np.ndarray,
-                     embedder: Any) -> Path:
-    """A generation identical to ``gen`` but for its vectors: everything else is hard-linked."""
+def _publish_vectors(idx: Path, gen: gens.Generation, rows: np.ndarray, vectors: np.ndarray,
+                     embedded: np.ndarray, embedder: Any) -> Path:
+    """A generation identical to ``gen`` but for ``vectors`` at ``rows``: everything else is
+    hard-linked, and the vectors are appended to the shared ones (``vector_store``)."""
     name = gens.next_name(idx)
     staged = gens.staging_dir(idx, name)
     for column in COLUMN_FILES:
@@ -600,7 +599,7 @@ def _publish_vectors(idx: Path, gen: gens.Generation, vectors: np.ndarray, embed
         if (gen.path / column).exists():
             gens.link_or_copy(gen.path / column, staged / column)
     gens.link_tree(gen.path / gens.FTS_DIR, staged / gens.FTS_DIR)
-    np.save(staged / "vectors.npy", vectors)
+    vector_store.with_new_vectors(gen.vectors, gen.path, staged, rows, vectors)
     np.save(staged / "embedded.npy", embedded)
     meta = {k: v for k, v in gen.meta.items() if k not in ("format", "sizes")}
     meta.update(generation=name, created_at=time.time(), model=embedder.name, dim=int(vectors.shape[1]),

@@ -88,7 +88,7 @@ def import_generation(config_path: Path, archive: Path) -> gens.Generation:
     with tar, gens.index_lock(cdir, wait_s=30.0):
         manifest = _read_manifest(tar)
         meta = manifest["meta"]
-        if meta.get("format") != gens.FORMAT_VERSION:
+        if meta.get("format") not in gens.READABLE_FORMATS:
             raise PortableError(f"the archive holds index format {meta.get('format')}, this cidx reads "
                                 f"{gens.FORMAT_VERSION}")
         embedder = cfg["index"]["embedder"]
@@ -142,9 +142,10 @@ def seed_cache(gen: gens.Generation, cache: Any = None) -> int:
         return 0
     rows = np.flatnonzero(np.asarray(gen.embedded))
     for start in range(0, len(rows), 512):
-        batch = rows[start:start + 512].tolist()
-        cache.put_many(model, [(text_key(embedding_input(gen.table, r)), np.asarray(gen.vectors[r]))
-                               for r in batch])
+        batch = rows[start:start + 512]
+        vectors = gen.vectors.take(batch)
+        cache.put_many(model, [(text_key(embedding_input(gen.table, r)), vectors[i])
+                               for i, r in enumerate(batch.tolist())])
     return len(rows)
 
 

@@ -221,7 +221,7 @@ class Engine:
             qvec = embedder.embed_query(req["query"])
             timing["embed"] = _ms(t)
             t = time.perf_counter()
-            legs["semantic"] = _top_k(loaded.vectors @ qvec, sem_mask, window, leg_min)
+            legs["semantic"] = _top_k(loaded.vectors.scores(qvec), sem_mask, window, leg_min)
             timing["semantic"] = _ms(t)
         if mode in ("fts", "hybrid"):
             t = time.perf_counter()

@@ -1,0 +1,213 @@
+"""A generation's vectors: a base matrix shared between generations, a small delta, a row map.
+
+Why: a saved file changes a few rows, yet every generation used to hold its own dense
+``(n, dim)`` matrix. On a 60k-chunk project that is 93 MB written (and flushed) twice per
+save: by the full-text-first generation, whose rows shift, and again when the background
+embedder publishes the new chunks' vectors. Now a generation names its vectors through a
+row map, and the matrices behind it are immutable files carried by hard link.
+
+Layout (in a generation directory)::
+
+    vectors.npy        float32 (m, dim): the base, written once, then carried by hard link
+    vectors_delta.npy  float32 (k, dim), optional: vectors published since the base was written
+    vector_rows.npy    int64 (n,), optional: row -> index into base ++ delta, -1 = none yet
+
+Without ``vector_rows.npy`` the base is *dense*: row i is ``vectors[i]`` (m == n), and a row
+not embedded yet is zero; that is also the layout of every generation written before this
+module, which therefore opens unchanged.
+
+Rules:
+
+* ``embedded.npy`` stays the one truth about which rows have a vector; a row it marks
+  has a mapped vector, and a score read for any other row is masked out by the caller.
+* A save writes only the row map (8 bytes a row); the embedder writes the delta again with
+  its new vectors appended (small) and the row map.
+* Vectors nobody maps any more (a changed file's old chunks) and the delta are bounded:
+  when either exceeds ``slack(n)`` the next generation is written dense again
+  (``compact``), so a search never scans more than ~1.25 n vectors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+BASE = "vectors.npy"
+DELTA = "vectors_delta.npy"
+ROWS = "vector_rows.npy"
+#: Files a generation may lack (dense layout); copied or linked when present.
+OPTIONAL_FILES = (DELTA, ROWS)
+
+
+#: Dead or delta vectors always tolerated (a few MB): small projects never rewrite.
+SLACK_FLOOR = 1024
+
+
+def slack(n: int) -> int:
+    """Dead or delta vectors tolerated before the matrix is rewritten dense."""
+    return max(SLACK_FLOOR, n // 8)
+
+
+class Vectors:
+    """The vectors of one generation, read-only (memory-mapped files).
+
+    ``scores(q)`` is what search needs (one matrix-vector product per file, then a
+    gather); ``vector(row)`` / indexing / ``np.asarray`` materialise rows for the rest.
+    """
+
+    def __init__(self, base: np.ndarray, delta: np.ndarray | None = None,
+                 rows: np.ndarray | None = None) -> None:
+        self.base = base
+        self.delta = delta if delta is not None and len(delta) else None
+        self.rows = rows
+        self.dim = int(base.shape[1])
+        self.n = len(rows) if rows is not None else len(base)
+        self.stored = len(base) + (len(self.delta) if self.delta is not None else 0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.dim)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    def __len__(self) -> int:
+        return self.n
+
+    def source(self) -> np.ndarray:
+        """Row -> index into base ++ delta (-1: no vector)."""
+        return np.asarray(self.rows) if self.rows is not None else np.arange(self.n, dtype=np.int64)
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        """``matrix @ query`` by row, without building the matrix; unmapped rows score 0."""
+        stored = self.base @ query
+        if self.delta is not None:
+            stored = np.concatenate([stored, self.delta @ query])
+        if self.rows is None:
+            return stored
+        if not len(stored):
+            return np.zeros(self.n, dtype=np.float32)
+        rows = np.asarray(self.rows)
+        out = stored[np.maximum(rows, 0)]
+        out[rows < 0] = 0.0
+        return out
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of ``rows`` as a new ``(len(rows), dim)`` array (zero where none)."""
+        wanted = np.asarray(rows, dtype=np.int64)
+        src = wanted if self.rows is None else np.asarray(self.rows)[wanted]
+        out = np.zeros((len(src), self.dim), dtype=np.float32)
+        m = len(self.base)
+        in_base = (src >= 0) & (src < m)
+        out[in_base] = self.base[src[in_base]]
+        if self.delta is not None:
+            in_delta = src >= m
+            out[in_delta] = self.delta[src[in_delta] - m]
+        return out
+
+    def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):
+            return self.take(np.arange(self.n)[key])
+        if np.ndim(key) == 0:
+            return self.take(np.array([int(key)]))[0]  # type: ignore[arg-type]
+        return self.take(np.asarray(key))
+
+    def dense(self) -> np.ndarray:
+        if self.rows is None and self.delta is None:
+            return np.array(self.base)
+        return self.take(np.arange(self.n))
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        out = self.dense()
+        return out if dtype is None else out.astype(dtype)
+
+
+def open_vectors(gen_dir: Path) -> Vectors:
+    """Memory-map a generation's vectors; ValueError when the files disagree with each other."""
+    gen_dir = Path(gen_dir)
+    base = np.load(gen_dir / BASE, mmap_mode="r")
+    delta = np.load(gen_dir / DELTA, mmap_mode="r") if (gen_dir / DELTA).exists() else None
+    rows = np.load(gen_dir / ROWS, mmap_mode="r") if (gen_dir / ROWS).exists() else None
+    if base.ndim != 2 or base.dtype != np.float32:
+        raise ValueError(f"{BASE} is not a float32 matrix")
+    if delta is not None and (delta.ndim != 2 or delta.dtype != np.float32
+                              or delta.shape[1] != base.shape[1]):
+        raise ValueError(f"{DELTA} does not match {BASE}")
+    if delta is not None and rows is None:
+        raise ValueError(f"{DELTA} without {ROWS}")
+    vectors = Vectors(base, delta, rows)
+    if rows is not None:
+        if rows.ndim != 1 or rows.dtype != np.int64:
+            raise ValueError(f"{ROWS} is not an int64 vector")
+        if len(rows) and (int(rows.min()) < -1 or int(rows.max()) >= vectors.stored):
+            raise ValueError(f"{ROWS} points outside the stored vectors")
+    return vectors
+
+
+def write_dense(gen_dir: Path, matrix: np.ndarray) -> None:
+    np.save(Path(gen_dir) / BASE, np.ascontiguousarray(matrix, dtype=np.float32))
+
+
+def carry(previous: Vectors | None, previous_dir: Path | None, gen_dir: Path, n: int, dim: int,
+          blocks: list[tuple[int, int, int]]) -> None:
+    """Write the vectors of a new generation of ``n`` rows whose ``blocks`` (new first row,
+    old first row, count) keep ``previous``'s vectors and whose other rows have none.
+
+    The previous files are hard-linked and only a row map is written, unless that would
+    leave more than ``slack(n)`` unused vectors: then the kept ones are written dense.
+    """
+    gen_dir = Path(gen_dir)
+    if previous is None or previous_dir is None or previous.dim != dim:
+        _write_mapped(gen_dir, np.zeros((0, dim), dtype=np.float32), np.full(n, -1, dtype=np.int64))
+        return
+    source = previous.source()
+    rows = np.full(n, -1, dtype=np.int64)
+    for new_first, old_first, count in blocks:
+        rows[new_first:new_first + count] = source[old_first:old_first + count]
+    _link_or_compact(previous, previous_dir, gen_dir, rows, None)
+
+
+def with_new_vectors(current: Vectors, current_dir: Path, gen_dir: Path, rows: np.ndarray,
+                     vectors: np.ndarray) -> None:
+    """Write the vectors of a generation equal to ``current`` but for ``vectors`` at ``rows``:
+    the base is linked, the delta grows by the new vectors, the row map points at them."""
+    rows = np.asarray(rows, dtype=np.int64)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.shape[1] != current.dim:  # another model: nothing of the old vectors is kept
+        dense = np.zeros((current.n, vectors.shape[1]), dtype=np.float32)
+        dense[rows] = vectors
+        write_dense(Path(gen_dir), dense)
+        return
+    mapping = current.source().copy()
+    mapping[rows] = current.stored + np.arange(len(rows), dtype=np.int64)
+    old = current.delta if current.delta is not None else np.zeros((0, current.dim), dtype=np.float32)
+    _link_or_compact(current, current_dir, Path(gen_dir), mapping, np.concatenate([old, vectors]))
+
+
+def _link_or_compact(previous: Vectors, previous_dir: Path, gen_dir: Path, rows: np.ndarray,
+                     delta: np.ndarray | None) -> None:
+    """``rows`` index previous.base ++ (``delta`` if given, else previous.delta)."""
+    from cidx_daemon.index.generation import link_or_copy
+
+    kept_delta = delta if delta is not None else previous.delta
+    delta_rows = len(kept_delta) if kept_delta is not None else 0
+    stored = len(previous.base) + delta_rows
+    used = np.unique(rows[rows >= 0]).size
+    n = len(rows)
+    if delta_rows > slack(n) or stored - used > slack(n):
+        write_dense(gen_dir, Vectors(previous.base, kept_delta, rows).dense())
+        return
+    link_or_copy(Path(previous_dir) / BASE, gen_dir / BASE)
+    if delta is not None:
+        if len(delta):
+            np.save(gen_dir / DELTA, delta)
+    elif previous.delta is not None:
+        link_or_copy(Path(previous_dir) / DELTA, gen_dir / DELTA)
+    np.save(gen_dir / ROWS, rows)
+
+
+def _write_mapped(gen_dir: Path, base: np.ndarray, rows: np.ndarray) -> None:
+    write_dense(gen_dir, base)
+    np.save(gen_dir / ROWS, rows)
