@@ -517,3 +517,31 @@ def test_checking_paths_agrees_with_the_walk(tmp_path_factory: pytest.TempPathFa
     for rel, f in checked.items():
         if f is not None:
             assert (f.rel_path, f.size, f.language) == (rel, walked[rel].size, walked[rel].language)
+
+
+def test_files_an_index_knows_unchanged_are_not_opened(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rescan reads no data of a file the index holds with the same size and mtime (after a
+    reboot each open is a disk read); anything it cannot vouch for is still sniffed."""
+    from cidx_daemon.index import walk as walk_mod
+
+    make(tmp_path, {"a.py": "x = 1\n", "b.py": "y = 2\n", "tool": "#!/usr/bin/env python3\nprint(1)\n",
+                    "c.py": "z = 3\n"})
+    before = {sf.rel_path: sf for sf in walk_project(tmp_path)}
+    known = {rel: (sf.size, sf.mtime_ns, sf.language) for rel, sf in before.items()}
+    assert known["tool"][2] == "python"  # from its shebang: only its head says so
+    (tmp_path / "c.py").write_bytes(b"\0\1binary now")  # changed since it was indexed
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(path: object, *args: object, **kwargs: object) -> object:
+        opened.append(Path(str(path)).name)
+        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(walk_mod, "open", counting_open, raising=False)
+    skipped: dict[str, str] = {}
+    after = {sf.rel_path: sf for sf in walk_project(tmp_path, known=known,
+                                                    on_skip=lambda p, why: skipped.setdefault(p, why))}
+    assert sorted(opened) == ["c.py", "tool"]
+    assert after == {rel: sf for rel, sf in before.items() if rel != "c.py"}  # same verdicts
+    assert skipped == {"c.py": "binary"}

@@ -244,7 +244,8 @@ def scan(root: Path, icfg: dict[str, Any], previous: gens.Generation | None, sta
     tokens: set[str] = set()
     seen: set[str] = set()
     to_read: list[tuple[Any, FileRecord | None]] = []
-    for sf in walk_project(root, on_skip=skipped, **walk_settings(icfg)):
+    known = {path: (rec.size, rec.mtime_ns, rec.language) for path, rec in old_files.items()}
+    for sf in walk_project(root, on_skip=skipped, known=known, **walk_settings(icfg)):
         seen.add(sf.rel_path)
         prev = old_files.get(sf.rel_path)
         if prev is not None and prev.size == sf.size and prev.mtime_ns == sf.mtime_ns:

@@ -127,7 +127,7 @@ def _collect(node: Any, ctx: _Context, parent: str, depth: int, *, in_function: 
             inner_kind = "impl"
             ctx.containers.append(_Container(child.start_point.row, _end_row(child), inner_parent,
                                              inner_parent.count(".") + 1))
-        elif t in tables.DEFINITIONS:
+        elif t in tables.DEFINITIONS and not (in_function and t in tables.PLAIN_VALUES):
             found = tables.definition_name(child)
             if found is not None:
                 name, qualifier, kind, row = found

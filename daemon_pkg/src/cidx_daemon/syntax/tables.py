@@ -47,6 +47,13 @@ DEFINITIONS: dict[str, str] = {
     "public_field_definition": "field",
 }
 
+#: Value definitions that stay values whatever they hold (a ``variable_declarator`` holding an
+#: arrow function is a function): inside a function body they define nothing worth a symbol,
+#: so their names are not even read (most assignments are in function bodies).
+PLAIN_VALUES = frozenset(t for t, kind in DEFINITIONS.items() if kind in ("constant", "variable", "property",
+                                                                        "field")) - {
+    "variable_declarator", "const_element", "property_element"}
+
 #: Kinds whose body holds further definitions named under them (``Class.method``).
 CONTAINERS = frozenset({"class", "struct", "union", "enum", "trait", "interface", "record", "module",
                         "namespace", "impl", "function", "method", "constructor"})
