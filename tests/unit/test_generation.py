@@ -175,6 +175,29 @@ def test_a_damaged_generation_falls_back_is_reported_and_repaired(project: Path,
     assert "warnings" not in doc and doc["results"][0]["path"] == "net/extra.py"
 
 
+def test_damage_to_the_shared_vector_base_is_repaired_by_the_next_index(tmp_path: Path) -> None:
+    """The vector base is carried by hard link from run to run, so a base truncated in place
+    damages the fallback too: the error says so in one line, and the next index rebuilds
+    without linking a byte of it."""
+    root = write_project(tmp_path / "p")
+    index_project(cfgmod.init_project(root))
+    (root / "net" / "extra.py").write_text("def extra_function():\n    return 42\n")
+    index_project(config_of(root))
+    base = live(root) / "vectors.npy"
+    assert os.stat(base).st_ino == os.stat(idx_of(root) / fallback(root) / "vectors.npy").st_ino
+    damaged_inode = os.stat(base).st_ino
+    with open(base, "r+b") as fh:
+        fh.truncate(base.stat().st_size - 1)
+    doc = query(root, "retry with backoff")
+    assert doc["error"]["code"] == "index_damaged", doc
+    stats = index_project(config_of(root))
+    assert not stats.unchanged and stats.reused_files == 0
+    assert os.stat(live(root) / "vectors.npy").st_ino != damaged_inode
+    doc = query(root, "retry with backoff")
+    assert doc["error"] is None and "warnings" not in doc
+    assert "net/fetch.py" in {r["path"] for r in doc["results"]}
+
+
 def test_index_clear_repairs_whatever_the_pointer_holds(project: Path) -> None:
     _garbage_pointer(project)
     proc = daemon_cli("index", "--clear", "--quiet", cwd=project)

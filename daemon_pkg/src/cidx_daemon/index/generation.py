@@ -28,9 +28,11 @@ and one pointer file, ``CURRENT``, naming the live one and the SHA-256 of its
   the holder writes its pid and start time into the file so the loser can say who.
 * The newest generation of the previous index run is kept (a reader may still
   have it open, and it is the fallback); older ones are deleted after a switch.
-  Siblings of one run share files by hard link, so damage to a shared file
-  (truncated in place) is damage to each: the fallback covers a bad pointer, a
-  bad meta, lost files and a bad vectors file; ``cidx index`` covers the rest.
+  Generations share unchanged files by hard link (siblings of one run most of
+  theirs; across runs the full-text segments and the vector base), so damage to
+  a shared file (truncated in place) is damage to each: the fallback covers a bad
+  pointer, a bad meta, lost files and a bad file of the live generation's own;
+  ``cidx index`` covers the rest (it never links a file of a damaged generation).
 
 Layout of one generation::
 

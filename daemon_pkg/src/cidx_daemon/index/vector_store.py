@@ -64,6 +64,7 @@ class Vectors:
         self.dim = int(base.shape[1])
         self.n = len(rows) if rows is not None else len(base)
         self.stored = len(base) + (len(self.delta) if self.delta is not None else 0)
+        self._gather: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -89,9 +90,13 @@ class Vectors:
             return stored
         if not len(stored):
             return np.zeros(self.n, dtype=np.float32)
-        rows = np.asarray(self.rows)
-        out = stored[np.maximum(rows, 0)]
-        out[rows < 0] = 0.0
+        if self._gather is None:  # per generation, not per query (a benign race: same arrays)
+            rows = np.asarray(self.rows)
+            missing = np.flatnonzero(rows < 0)
+            self._gather = (np.maximum(rows, 0), missing)
+        safe, missing = self._gather
+        out = stored[safe]
+        out[missing] = 0.0
         return out
 
     def take(self, rows: np.ndarray) -> np.ndarray:
