@@ -327,3 +327,37 @@ def test_streams_made_beside_the_chunks_index_what_the_table_holds(tmp_path: Pat
         terms[where] = {searcher.doc(address)["cs"][0] for _, address in hits}
     assert terms[tmp_path / "afresh"] <= terms[gen.path / gens.FTS_DIR]
     assert {"urlopen", "backoff", "HTTP", "Client", "HTTPClient12", "naïve"} <= terms[tmp_path / "afresh"]
+
+
+def test_a_long_embedding_run_says_full_text_already_answers(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Minutes of embedding ahead (a first index of a big project): the run says, before it
+    starts them, that full text answers already and that stopping it loses nothing."""
+    from cidx_daemon.index import indexer
+
+    class Notes:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def phase(self, name: str, total: int | None) -> None:
+            self.lines.append(f"phase {name}")
+
+        def advance(self, n: int = 1) -> None:
+            pass
+
+        def note(self, message: str) -> None:
+            self.lines.append(message)
+
+    root = write_project(tmp_path / "p")
+    config = cfgmod.init_project(root)
+    quiet = Notes()
+    index_project(config, progress=quiet)  # a few chunks: nothing to announce
+    assert not any("searchable now" in line for line in quiet.lines)
+    (root / "more.py").write_text("def more():\n    return 1\n")
+    monkeypatch.setattr(indexer, "LONG_EMBED_CHUNKS", 1)
+    told = Notes()
+    stats = index_project(config, progress=told)
+    note = next(line for line in told.lines if "searchable now" in line)
+    assert note.startswith("Full text is searchable now (gen-") and stats.embedded + stats.cache_hits == 1
+    assert told.lines.index(note) < told.lines.index("phase Embedding chunks")
+    assert "embedding 1 chunks for semantic search" in note and "Interrupting is safe" in note

@@ -70,6 +70,8 @@ from cidx_shared import config as cfgmod
 CHUNKER_VERSION = "syntax-1"
 CHECKPOINT_S = 30.0
 EMBED_BATCH = 256
+#: Chunks to embed from which a run says that full text already answers (~20 s of embedding).
+LONG_EMBED_CHUNKS = 1000
 
 
 class Progress(Protocol):
@@ -180,6 +182,10 @@ def index_project(
         t_fts = time.perf_counter()
         stats.timings_s = {"scan": round(t_scan - t0, 3), "fts_first": round(t_fts - t_scan, 3)}
         if embed and stats.pending:
+            if stats.pending >= LONG_EMBED_CHUNKS:  # minutes of work: say what answers meanwhile
+                progress.note(f"Full text is searchable now ({stats.generation}); embedding "
+                              f"{stats.pending:,} chunks for semantic search, which covers what is "
+                              "embedded so far. Interrupting is safe: the next run resumes.")
             factory = embedder_factory or _default_embedder
             embedder = factory(embedder_name)
             # A remote pool (RayEmbedder) asks for bigger calls: 256 chunks cannot keep 64 actors busy.
