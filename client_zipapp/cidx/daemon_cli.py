@@ -13,6 +13,8 @@ import json
 import sys
 import time
 
+from cidx_shared import config as cfgmod
+
 from . import daemon_process as dp
 from . import restart_budget
 
@@ -73,7 +75,10 @@ def status(config_path: str, as_json: bool) -> int:
         loaded = (info.get("engine") or {}).get("cache") or {}
         print(f"Daemon:     running (pid {snap['pid']}, up {_uptime(info)})")
         print(f"Socket:     {snap['socket']}")
-        print(f"Generation: {info.get('generation') or 'none'}")
+        serving = loaded.get("generation_loaded")
+        live = _published(config_path) or info.get("generation")
+        lag = f" (serving {serving} until the next query loads it)" if serving and live != serving else ""
+        print(f"Generation: {live or 'none'}{lag}")
         print(f"Cache:      model {'loaded' if loaded.get('model_loaded') else 'not loaded'}, "
               f"index {loaded.get('generation_loaded') or 'not loaded'}; warm-up {cache.get('warm', '?')}; "
               f"idle {cache.get('idle_seconds', '?')}s of {info.get('ttl_seconds', '?')}s TTL"
@@ -97,6 +102,15 @@ def status(config_path: str, as_json: bool) -> int:
         print("Daemon:     not running (starts on the next query)")
     print(f"Log:        {snap['log']}")
     return code
+
+
+def _published(config_path: str) -> str | None:
+    """The generation ``CURRENT`` names: the daemon serves it from its next query on."""
+    try:
+        with open(cfgmod.sibling(config_path, "index/CURRENT"), encoding="ascii") as fh:
+            return fh.readline().strip() or None
+    except (OSError, ValueError):
+        return None
 
 
 def _uptime(info: dict) -> str:

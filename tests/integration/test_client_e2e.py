@@ -34,6 +34,23 @@ def test_first_query_starts_the_daemon(project: Path) -> None:
         assert expected in human, human
 
 
+def test_daemon_status_names_the_published_generation_and_what_it_still_serves(project: Path) -> None:
+    """A generation published after the daemon's last query is what the next query serves:
+    status names it, and says the loaded one until then (it named only the loaded one)."""
+    assert cidx("query", "urlopen", "--fts", cwd=project).returncode == 0
+    serving = status(project)["daemon"]["engine"]["cache"]["generation_loaded"]
+    (project / "later.py").write_text("def published_later():\n    return 1\n")
+    assert cidx("index", "--quiet", cwd=project).returncode == 0
+    live = (project / ".code-indexer" / "index" / "CURRENT").read_text().split()[0]
+    assert live != serving
+    human = cidx("daemon", "status", cwd=project).stdout
+    assert f"Generation: {live} (serving {serving} until the next query loads it)" in human, human
+    assert cidx("query", "published_later", "--fts", cwd=project).returncode == 0
+    human = cidx("daemon", "status", cwd=project).stdout
+    now = (project / ".code-indexer" / "index" / "CURRENT").read_text().split()[0]
+    assert f"Generation: {now}\n" in human, human
+
+
 def test_kill_9_three_times_restarts_twice_then_falls_back(project: Path) -> None:
     assert cidx("query", "backoff", "--fts", cwd=project).returncode == 0
     for attempt in (1, 2):
