@@ -70,10 +70,6 @@ class Vectors:
     def shape(self) -> tuple[int, int]:
         return (self.n, self.dim)
 
-    @property
-    def dtype(self) -> np.dtype:
-        return self.base.dtype
-
     def __len__(self) -> int:
         return self.n
 
