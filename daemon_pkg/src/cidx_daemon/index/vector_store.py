@@ -161,7 +161,8 @@ def carry(previous: Vectors | None, previous_dir: Path | None, gen_dir: Path, n:
     """
     gen_dir = Path(gen_dir)
     if previous is None or previous_dir is None or previous.dim != dim:
-        _write_mapped(gen_dir, np.zeros((0, dim), dtype=np.float32), np.full(n, -1, dtype=np.int64))
+        write_dense(gen_dir, np.zeros((0, dim), dtype=np.float32))  # an empty base: nothing mapped
+        np.save(gen_dir / ROWS, np.full(n, -1, dtype=np.int64))
         return
     source = previous.source()
     rows = np.full(n, -1, dtype=np.int64)
@@ -208,7 +209,3 @@ def _link_or_compact(previous: Vectors, previous_dir: Path, gen_dir: Path, rows:
         link_or_copy(Path(previous_dir) / DELTA, gen_dir / DELTA)
     np.save(gen_dir / ROWS, rows)
 
-
-def _write_mapped(gen_dir: Path, base: np.ndarray, rows: np.ndarray) -> None:
-    write_dense(gen_dir, base)
-    np.save(gen_dir / ROWS, rows)
