@@ -90,6 +90,8 @@ def status(config_path: str, as_json: bool) -> int:
             print(f"Watching:   {state}; {watch.get('refreshes', 0)} refreshes (last "
                   f"{watch.get('last_refresh_seconds') or 0}s), {watch.get('embedded', 0)} chunks embedded"
                   + (f", {queued} changes queued" if queued else "")
+                  + (f"; embedding left to {watch['embedding_elsewhere']} (cidx index)"
+                     if watch.get("embedding_elsewhere") else "")
                   + (f"; last error: {watch['last_error']}" if watch.get("last_error") else ""))
     elif state == dp.STALE:
         print(f"Daemon:     stale socket, no process answers ({why}); the next query or "

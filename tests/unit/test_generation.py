@@ -361,3 +361,67 @@ def test_a_long_embedding_run_says_full_text_already_answers(tmp_path: Path,
     assert note.startswith("Full text is searchable now (gen-") and stats.embedded + stats.cache_hits == 1
     assert told.lines.index(note) < told.lines.index("phase Embedding chunks")
     assert "embedding 1 chunks for semantic search" in note and "Interrupting is safe" in note
+
+
+# --------------------------------------------------------------------------- who embeds
+
+
+def test_vectors_are_never_applied_to_an_index_rebuilt_meanwhile(project: Path) -> None:
+    """An embedder still running for the old index (the daemon's, a ``cidx index``) when
+    ``cidx index --clear`` rebuilt it: chunk ids restart with the rebuild, so its vectors would
+    land on other chunks. It stops and publishes nothing; the rebuild's own run embeds."""
+    from cidx_daemon.index.indexer import IndexStats, _Silent, embed_pending
+    from cidx_daemon.search.embedding import load_embedder
+
+    config = config_of(project)
+    (project / "pending.py").write_text("def pending_function():\n    return 'not embedded yet'\n")
+    index_project(config, embed=False)
+    old = gens.open_live(idx_of(project), with_fts=False)[0]
+    assert old is not None and old.n_embedded < len(old)
+    index_project(config, clear=True, embed=False)  # the same files: the same chunk ids, anew
+    rebuilt = gens.open_live(idx_of(project), with_fts=False)[0]
+    assert rebuilt is not None and rebuilt.n_embedded == 0
+    assert set(np.asarray(old.table.cids).tolist()) & set(np.asarray(rebuilt.table.cids).tolist())
+    assert rebuilt.meta["lineage"] != old.meta["lineage"]
+
+    stats = IndexStats(generation=old.name)
+    embed_pending(idx_of(project), config.parent, load_embedder("minilm"), stats, _Silent(), gen=old)
+    assert stats.embedded + stats.cache_hits > 0  # it did embed, for the old index
+    assert gens.current_name(idx_of(project)) == rebuilt.name  # and published nothing
+    # the generations of one lineage (a save, then its vectors) take each other's vectors
+    index_project(config)
+    after = gens.open_live(idx_of(project), with_fts=False)[0]
+    assert after.meta["lineage"] == rebuilt.meta["lineage"] and after.n_embedded == len(after)
+
+
+def test_a_second_cidx_index_leaves_the_embedding_to_the_first(project: Path) -> None:
+    """Two ``cidx index`` runs: the second publishes its changes (full text) and, finding the
+    embedding lease taken, says who holds it and leaves its chunks pending instead of
+    embedding the same chunks beside the first on the same cores (or waiting minutes)."""
+    config = config_of(project)
+    (project / "second.py").write_text("def second_run_function():\n    return 2\n")
+    lines: list[str] = []
+
+    class Notes:
+        def phase(self, name: str, total: int | None) -> None:
+            pass
+
+        def advance(self, n: int = 1) -> None:
+            pass
+
+        def note(self, message: str) -> None:
+            lines.append(message)
+
+    with gens.embed_lease(config.parent):
+        assert gens.embedding_elsewhere(config.parent) == gens.embedding_elsewhere(config.parent) is not None
+        with pytest.raises(gens.EmbedLeaseTaken, match=f"pid {os.getpid()}"), \
+                gens.embed_lease(config.parent, wait_s=0.1):
+            pass
+        stats = index_project(config, progress=Notes())
+    assert stats.embedded == stats.cache_hits == 0 and stats.pending > 0
+    assert any(f"another indexer is embedding (pid {os.getpid()}" in line and "stay pending" in line
+               for line in lines), lines
+    assert query(project, "second_run_function", fts=True)["results"][0]["path"] == "second.py"
+    assert gens.embedding_elsewhere(config.parent) is None  # released with its holder
+    stats = index_project(config)  # the next run embeds what was left
+    assert stats.pending == 0 and stats.embedded + stats.cache_hits > 0

@@ -24,8 +24,11 @@ and one pointer file, ``CURRENT``, naming the live one and the SHA-256 of its
   not check: a project's index is as untrusted as its files.
 * Readers (the daemon, a standalone query) resolve ``CURRENT`` once per query;
   a ``stat`` of it (inode + mtime) is the cheap change check the daemon makes.
-* Two indexers are kept apart by an advisory ``flock`` on ``.code-indexer/index.lock``;
-  the holder writes its pid and start time into the file so the loser can say who.
+* Two indexers are kept apart by an advisory ``flock`` on ``.code-indexer/index.lock``,
+  held while a generation is built and published (seconds), never while embedding; the
+  holder writes its pid and start time into the file so the loser can say who. Embedding
+  has a lease of its own (``embed.lock``): the process holding it embeds the pending
+  chunks and others leave them to it.
 * The newest generation of the previous index run is kept (a reader may still
   have it open, and it is the fallback); older ones are deleted after a switch.
   Generations share unchanged files by hard link (siblings of one run most of
@@ -36,8 +39,8 @@ and one pointer file, ``CURRENT``, naming the live one and the SHA-256 of its
 
 Layout of one generation::
 
-    meta.json      format, generation, created_at, embedder, model, dim, chunker,
-                   counts, sizes of every file below
+    meta.json      format, generation, created_at, embedder, model, dim, chunker, run,
+                   lineage (``new_lineage``), counts, sizes of every file below
     files.json rows.npy cids.npy text.bin text_off.npy    the chunk table (chunk_table.py)
     vectors.npy    float32, L2-normalised: the vectors, dense (n, dim; rows not yet embedded
                    are zero) or, with vector_rows.npy and vectors_delta.npy, shared with earlier
@@ -57,6 +60,7 @@ import shutil
 import socket
 import stat
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -408,8 +412,51 @@ def open_live(idx_dir: Path, *, with_fts: bool = True) -> tuple[Generation | Non
 @contextmanager
 def index_lock(config_dir: Path, *, wait_s: float = 0.0) -> Iterator[None]:
     """Hold the indexer lock; raise IndexLockedError naming the holder if it is still taken
-    after ``wait_s`` seconds (the daemon holds it only while it publishes)."""
-    path = Path(config_dir) / "index.lock"
+    after ``wait_s`` seconds (held while a generation is built and published: seconds)."""
+    with _holding(Path(config_dir) / "index.lock", wait_s, IndexLockedError, "another indexer is running"):
+        yield
+
+
+class EmbedLeaseTaken(RuntimeError):
+    """Another process is embedding this project's pending chunks."""
+
+
+@contextmanager
+def embed_lease(config_dir: Path, *, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the embedding lease: who holds it embeds, everyone else leaves the pending chunks
+    to it. ``cidx index`` takes it for its embedding (all cores, minutes); a daemon embedding
+    behind at lowered priority checks it between batches (``embedding_elsewhere``) and yields, so the
+    same chunks are not embedded twice on the same cores. Raises EmbedLeaseTaken naming the
+    holder if it is still taken after ``wait_s`` seconds."""
+    with _holding(Path(config_dir) / "embed.lock", wait_s, EmbedLeaseTaken, "another indexer is embedding"):
+        yield
+
+
+def embedding_elsewhere(config_dir: Path) -> str | None:
+    """Who holds the embedding lease ("pid 41 on host, started 10:02:11"), or None if nobody.
+
+    A probe, not a hold: the lease is taken and released at once (a ``cidx index`` starting
+    at that instant waits the moment out; ``embed_lease`` polls)."""
+    path = Path(config_dir) / "embed.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _describe_holder(fd)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _holding(path: Path, wait_s: float, error: type[RuntimeError], taken: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` whose holder writes who it is into the file, so the
+    loser can say who (the lock goes with the process: ``kill -9`` frees it)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait_s
@@ -419,7 +466,7 @@ def index_lock(config_dir: Path, *, wait_s: float = 0.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise IndexLockedError(f"another indexer is running ({_describe_holder(fd)})") from None
+                    raise error(f"{taken} ({_describe_holder(fd)})") from None
                 time.sleep(0.05)
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         os.ftruncate(fd, 0)
@@ -431,6 +478,15 @@ def index_lock(config_dir: Path, *, wait_s: float = 0.0) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def new_lineage() -> str:
+    """A name for the generations grown from one build from scratch (``meta["lineage"]``).
+
+    Chunk ids count up within a lineage and restart with a new one, so a vector computed
+    for chunk 7 of one lineage must never be applied to chunk 7 of another: an embedder
+    that outlived a ``cidx index --clear`` or a ``cidx import`` checks it."""
+    return uuid.uuid4().hex
 
 
 def _describe_holder(fd: int) -> str:

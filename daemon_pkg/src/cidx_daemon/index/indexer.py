@@ -43,7 +43,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,6 +71,9 @@ CHECKPOINT_S = 30.0
 EMBED_BATCH = 256
 #: Chunks to embed from which a run says that full text already answers (~20 s of embedding).
 LONG_EMBED_CHUNKS = 1000
+#: A daemon probing the embedding lease holds it for an instant; a second ``cidx index`` never waits long.
+EMBED_LEASE_WAIT_S = 5.0
+PRUNE_LOCK_WAIT_S = 5.0
 
 
 class Progress(Protocol):
@@ -181,20 +183,41 @@ def index_project(
             table_dir = assemble(idx, plan, previous, icfg, stats, progress)
         t_fts = time.perf_counter()
         stats.timings_s = {"scan": round(t_scan - t0, 3), "fts_first": round(t_fts - t_scan, 3)}
-        if embed and stats.pending:
+        # opened under the lock: once it is released a newer generation may prune this one (the
+        # open table's maps outlive its files)
+        todo_gen = gens.open_generation(table_dir, with_fts=False) if embed and stats.pending else None
+    # The lock is released: embedding takes minutes, and meanwhile the daemon's watcher keeps
+    # publishing saved files (vectors are applied by chunk id to whatever is live then).
+    if todo_gen is not None:
+        _embed_run(idx, cdir, todo_gen, embedder_name, stats, progress, embedder_factory, checkpoint_s)
+    stats.timings_s["embed"] = round(time.perf_counter() - t_fts, 3)
+    stats.timings_s["total"] = round(time.perf_counter() - t0, 3)
+    try:
+        with gens.index_lock(cdir, wait_s=PRUNE_LOCK_WAIT_S):
+            gens.prune(idx)
+    except gens.IndexLockedError:
+        pass  # another indexer is publishing: the next run prunes
+    return stats
+
+
+def _embed_run(idx: Path, cdir: Path, gen: gens.Generation, embedder_name: str, stats: IndexStats,
+               progress: Progress, embedder_factory: Callable[[str], Any] | None,
+               checkpoint_s: float) -> None:
+    """Embed ``gen``'s pending rows under the embedding lease; if another ``cidx index``
+    holds it, say so and leave them pending (waiting could mean minutes of silence)."""
+    try:
+        with gens.embed_lease(cdir, wait_s=EMBED_LEASE_WAIT_S):
             if stats.pending >= LONG_EMBED_CHUNKS:  # minutes of work: say what answers meanwhile
                 progress.note(f"Full text is searchable now ({stats.generation}); embedding "
                               f"{stats.pending:,} chunks for semantic search, which covers what is "
                               "embedded so far. Interrupting is safe: the next run resumes.")
-            factory = embedder_factory or _default_embedder
-            embedder = factory(embedder_name)
+            embedder = (embedder_factory or _default_embedder)(embedder_name)
             # A remote pool (RayEmbedder) asks for bigger calls: 256 chunks cannot keep 64 actors busy.
-            embed_pending(idx, cdir, embedder, stats, progress, checkpoint_s, lock_held=True,
-                          gen_dir=table_dir, batch=getattr(embedder, "call_batch", EMBED_BATCH))
-        stats.timings_s["embed"] = round(time.perf_counter() - t_fts, 3)
-        stats.timings_s["total"] = round(time.perf_counter() - t0, 3)
-        gens.prune(idx)
-        return stats
+            embed_pending(idx, cdir, embedder, stats, progress, checkpoint_s, gen=gen,
+                          batch=getattr(embedder, "call_batch", EMBED_BATCH))
+    except gens.EmbedLeaseTaken as exc:
+        progress.note(f"note: {exc}: {stats.pending:,} chunks stay pending (searchable by full text) "
+                      "until it ends; run 'cidx index' again then")
 
 
 def _default_embedder(name: str) -> Any:
@@ -448,6 +471,8 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
         "next_cid": plan.next_cid,
         "fts_format": FTS_FORMAT,
         "run": name,
+        # carried while chunk ids carry; a build from scratch restarts them, so it starts a new one
+        "lineage": previous.meta.get("lineage") if previous else gens.new_lineage(),
         "stats": {"reused_files": stats.reused_files, "changed_files": stats.changed_files,
                   "deleted_files": stats.deleted_files, "skipped": stats.skipped},
     }
@@ -462,22 +487,24 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
 
 
 def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats, progress: Progress,
-                  checkpoint_s: float = CHECKPOINT_S, *, lock_held: bool = False,
-                  gen_dir: Path | None = None, should_stop: Callable[[], bool] | None = None,
+                  checkpoint_s: float = CHECKPOINT_S, *, gen: gens.Generation | None = None,
+                  should_stop: Callable[[], bool] | None = None,
                   batch: int = EMBED_BATCH, cache: EmbeddingCache | None = None) -> None:
-    """Embed the rows of the live generation (or ``gen_dir``) that have no vector; publish
-    the vectors every ``checkpoint_s`` and at the end (see the module docstring).
-
-    ``lock_held``: the caller holds the indexer lock (``index_project``); otherwise each
-    publish takes it briefly, so a daemon can embed for minutes without blocking anyone.
+    """Embed the rows of the live generation (or ``gen``) that have no vector; publish
+    the vectors every ``checkpoint_s`` and at the end (see the module docstring). Each publish
+    takes the indexer lock briefly, so an embedding run of minutes blocks nobody; it stops if
+    the index it embeds for was replaced (``cidx index --clear``, ``cidx import``: chunk ids
+    start afresh there, so its vectors would land on other chunks).
     ``should_stop`` is asked between batches of ``batch`` chunks (newer changes arrived:
-    publish what is done); a daemon embedding behind on one thread asks often.
+    publish what is done); a daemon embedding behind asks often.
     ``cache`` (default: the user's, see ``embed_cache``) is asked first; only misses are
     embedded (``stats.embedded``), hits are counted in ``stats.cache_hits``.
     """
-    gen = gens.open_generation(gen_dir, with_fts=False) if gen_dir else gens.open_live(idx, with_fts=False)[0]
+    if gen is None:
+        gen = gens.open_live(idx, with_fts=False)[0]
     if gen is None:
         return
+    lineage = gen.meta.get("lineage")
     embedded = np.asarray(gen.embedded)
     todo = code_first(gen.table, np.flatnonzero(~embedded))
     if gen.meta.get("model") != embedder.name and embedded.any():
@@ -504,15 +531,16 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
             ready[int(gen.table.cids[row])] = vector
         done += len(rows)
         stop = should_stop is not None and should_stop()
-        if (time.monotonic() - last >= checkpoint_s or stop) and done < len(todo):
-            name = _apply_vectors(idx, config_dir, ready, embedder, lock_held)
+        if time.monotonic() - last >= checkpoint_s or stop or done == len(todo):
+            try:
+                name = _apply_vectors(idx, config_dir, ready, embedder, lineage)
+            except IndexReplaced:
+                break  # nothing more of ours applies; the new index's own run embeds it
             stats.generation = name or stats.generation
             ready.clear()
             last = time.monotonic()
         if stop:
             break
-    name = _apply_vectors(idx, config_dir, ready, embedder, lock_held)
-    stats.generation = name or stats.generation
     live = gens.open_live(idx, with_fts=False)[0]
     stats.pending = len(live) - live.n_embedded if live is not None else 0
 
@@ -569,16 +597,23 @@ def _embed_through_cache(embedder: Any, cache: EmbeddingCache, texts: list[str],
     return out, hits
 
 
+class IndexReplaced(Exception):
+    """The live index is not the one the vectors were computed for (see ``_apply_vectors``)."""
+
+
 def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, np.ndarray], embedder: Any,
-                   lock_held: bool) -> str | None:
+                   lineage: str | None) -> str | None:
     """Publish a generation identical to the live one but for the vectors of ``ready``
-    (by chunk id; ids the live generation no longer holds are dropped). Returns its name."""
+    (by chunk id; ids the live generation no longer holds are dropped). Returns its name.
+
+    Chunk ids are only comparable within one lineage (the generations grown from one build
+    from scratch); raises IndexReplaced if the live generation is of another one."""
     if not ready:
         return None
-    with nullcontext() if lock_held else gens.index_lock(config_dir, wait_s=60.0):
+    with gens.index_lock(config_dir, wait_s=60.0):
         gen = gens.open_live(idx, with_fts=False)[0]
-        if gen is None:
-            return None
+        if gen is None or gen.meta.get("lineage") != lineage:  # removed (cidx clean) or rebuilt
+            raise IndexReplaced(gen.name if gen else "no index")
         cids = np.asarray(gen.table.cids)
         wanted = np.fromiter(ready, dtype=np.uint64, count=len(ready))
         pos = np.searchsorted(cids, wanted)

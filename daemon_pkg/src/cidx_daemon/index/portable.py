@@ -107,6 +107,7 @@ def import_generation(config_path: Path, archive: Path) -> gens.Generation:
         try:
             _extract(tar, manifest, staged)
             meta_hash = gens.write_meta(staged, {**meta, "generation": name, "run": name,
+                                                 "lineage": gens.new_lineage(),
                                                  "imported_from": str(manifest.get("generation"))})
             try:
                 gens.open_generation(staged, expected_hash=meta_hash)
