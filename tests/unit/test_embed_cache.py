@@ -177,13 +177,18 @@ def test_a_branch_switched_away_and_back_re_embeds_nothing(tmp_path: Path) -> No
     embedder = CountingEmbedder()
     first = index_project(config, embedder_factory=lambda name: embedder)
     assert first.embedded == first.chunks > 0 and first.cache_hits == 0
-    assert "docs/notes.md" in embedder.embedded[-1]  # code first, docs last (indexer.code_first)
+    # one batch: the chunks, code first and docs last (indexer.code_first), then their signatures
+    assert "docs/notes.md" in embedder.embedded[first.chunks - 1]
+    assert embedder.embedded[first.chunks:] == ["net/fetch.py\ndef fetch_with_timeout(url, timeout=10.0):",
+                                                "sort.py\ndef bubble_sort(items):"]
+    texts_first = len(embedder.embedded)
 
     originals = {name: (root / name).read_text() for name in ("net/fetch.py", "sort.py")}
     (root / "net/fetch.py").write_text("def fetch_on_another_branch(url):\n    return None\n")
     (root / "sort.py").write_text("def quick_sort(items):\n    return sorted(items, reverse=True)\n")
     away = index_project(config, embedder_factory=lambda name: embedder)
     assert away.embedded == 2 and away.cache_hits == 0
+    assert len(embedder.embedded) == texts_first + 2 + 2  # two chunks, two signatures
 
     for name, text in originals.items():
         (root / name).write_text(text)
@@ -194,7 +199,7 @@ def test_a_branch_switched_away_and_back_re_embeds_nothing(tmp_path: Path) -> No
     clone = write_project(tmp_path / "clone", FILES)
     again = index_project(init(clone), embedder_factory=lambda name: embedder)
     assert again.embedded == 0 and again.cache_hits == again.chunks
-    assert len(embedder.embedded) == first.chunks + 2
+    assert len(embedder.embedded) == texts_first + 4
 
 
 def test_vectors_from_the_cache_are_the_ones_embedded(tmp_path: Path) -> None:

@@ -151,8 +151,16 @@ def _wrong_row_count(root: Path) -> None:
     np.save(live(root) / "embedded.npy", np.ones(3, dtype=bool))
 
 
+def _reversed_signature_owners(root: Path) -> None:
+    path = live(root) / "sig_owner.npy"
+    owners = np.load(path)
+    assert len(set(owners.tolist())) >= 2
+    np.save(path, owners[::-1].copy())  # the same size: only the check of their order finds it
+
+
 DAMAGE = {"garbage CURRENT": _garbage_pointer, "truncated vectors": _truncate_vectors,
-          "deleted fts": _delete_fts, "edited meta": _tamper_meta, "wrong row count": _wrong_row_count}
+          "deleted fts": _delete_fts, "edited meta": _tamper_meta, "wrong row count": _wrong_row_count,
+          "reversed signature owners": _reversed_signature_owners}
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
@@ -236,6 +244,33 @@ def test_a_generation_from_before_the_syntax_chunker_opens_and_is_rechunked(proj
     new = gens.open_live(idx_of(project), with_fts=False)[0]
     assert new is not None and new.meta["chunker"] != "regex-1"
     assert len(new.table.symbol_index().lookup(MARKER)) == 1
+
+
+def test_a_generation_from_before_signature_vectors_answers_and_is_rebuilt(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Format 3 had no signature vectors: it still answers every kind of query (chunks by
+    their own vectors), and the next index run rebuilds it with them, the chunks' vectors
+    coming back from the embedding cache."""
+    gen_dir = live(project)
+    for name in os.listdir(gen_dir):
+        if name.startswith("sig_"):
+            (gen_dir / name).unlink()
+    meta = json.loads((gen_dir / "meta.json").read_text())
+    meta = {k: v for k, v in meta.items() if k not in ("format", "sizes", "signatures")}
+    with monkeypatch.context() as m:
+        m.setattr(gens, "FORMAT_VERSION", 3)
+        meta_hash = gens.write_meta(gen_dir, meta)
+    (idx_of(project) / "CURRENT").write_text(f"{gen_dir.name}\n{meta_hash}\n", encoding="ascii")
+    old, warnings = gens.open_live(idx_of(project), with_fts=False)
+    assert old is not None and warnings == [] and old.signatures is None and old.meta["format"] == 3
+    for flags in ({"fts": True}, {"semantic": True}, {}):
+        doc = query(project, "retry with backoff", **flags)
+        assert doc["error"] is None and "net/fetch.py" in {r["path"] for r in doc["results"]}, doc
+    stats = index_project(config_of(project))  # (this test's embedding cache starts empty)
+    assert stats.reused_files == 0 and stats.embedded + stats.cache_hits == stats.chunks
+    new = gens.open_live(idx_of(project), with_fts=False)[0]
+    assert new is not None and new.meta["format"] == gens.FORMAT_VERSION and new.signatures is not None
+    assert len(new.signatures) > 0
 
 
 def test_code_is_embedded_before_tests_docs_and_examples(tmp_path: Path) -> None:

@@ -125,6 +125,14 @@ def test_an_import_seeds_the_embedding_cache_for_the_next_clone(exported, tmp_pa
     monkeypatch.setenv("CIDX_CACHE_DIR", str(tmp_path / "empty-cache"))  # nothing embedded here yet
     gen = import_generation(_copy(origin, tmp_path / "imported"), archive)
     assert gen.n_embedded == len(gen) > 0
+    # the functions' signature vectors too (signatures.py): nothing at all is left to embed
+    from cidx_daemon.index import signatures as sigs
+    from cidx_daemon.index.embed_cache import default_cache, text_key
+
+    keys = [text_key(t) for row in range(len(gen)) for t in sigs.texts_for(gen.table, row)]
+    assert gen.signatures is not None and len(keys) == len(gen.signatures) > 0
+    found = default_cache().get_many(gen.meta["model"], keys, int(gen.meta["dim"]))
+    assert len(found) == len(set(keys))
     # a second clone that imports nothing: every chunk's vector comes from the seeded cache
     stats = index_project(_copy(origin, tmp_path / "second"))
     assert stats.embedded == 0 and stats.cache_hits == stats.chunks == len(gen), stats

@@ -45,6 +45,7 @@ Layout of one generation::
     vectors.npy    float32, L2-normalised: the vectors, dense (n, dim; rows not yet embedded
                    are zero) or, with vector_rows.npy and vectors_delta.npy, shared with earlier
                    generations by hard link and mapped by row (``vector_store``)
+    sig_owner.npy sig_vectors.npy ...   the functions' signature vectors (``signatures``)
     embedded.npy   bool (n,): which rows have their vector (semantic search covers those)
     fts/           the full-text index (search/fts): inverted lists keyed by chunk id
 """
@@ -69,16 +70,18 @@ from typing import Any
 
 import numpy as np
 
+from cidx_daemon.index import signatures as sigs
 from cidx_daemon.index.chunk_table import COLUMN_FILES, ChunkTable
+from cidx_daemon.index.signatures import Signatures
 from cidx_daemon.index.vector_store import Vectors, open_vectors
 
 POINTER = "CURRENT"
 PREFIX = "gen-"
 META = "meta.json"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Formats this version opens: 2 predates the shared vector files (``vector_store``), whose
-#: absence is its dense layout.
-READABLE_FORMATS = (2, 3)
+#: absence is its dense layout; 3 predates signature vectors (``signatures``; none is read).
+READABLE_FORMATS = (2, 3, 4)
 VECTOR_FILES = ("vectors.npy", "embedded.npy")
 FTS_DIR = "fts"
 
@@ -287,6 +290,8 @@ class Generation:
     table: ChunkTable
     vectors: Vectors
     embedded: np.ndarray
+    #: The definitions' signature vectors (``signatures``); None in a generation made before them.
+    signatures: Signatures | None = None
     fts: Any = None  # search.fts.FtsIndex when opened with_fts
     stamp: tuple[int, int] | None = None
     #: Per-request caches (filter masks), keyed by whoever needs them.
@@ -335,7 +340,7 @@ def open_generation(gen_dir: Path, *, expected_hash: str | None = None, with_fts
             raise DamagedGeneration(f"{name}: {rel} is missing") from None
         if actual != size:
             raise DamagedGeneration(f"{name}: {rel} has {actual} bytes, {size} expected")
-    required = (*COLUMN_FILES, *VECTOR_FILES)
+    required = (*COLUMN_FILES, *VECTOR_FILES, *(sigs.FILES if meta.get("signatures") else ()))
     missing = [f for f in required if f not in sizes]
     if missing:
         raise DamagedGeneration(f"{name}: {META} does not list {', '.join(missing)}")
@@ -343,10 +348,11 @@ def open_generation(gen_dir: Path, *, expected_hash: str | None = None, with_fts
         table = ChunkTable(gen_dir)
         vectors = open_vectors(gen_dir)
         embedded = np.load(gen_dir / "embedded.npy", mmap_mode="r")
+        n = int(meta.get("chunks", -1))
+        dim = int(meta.get("dim", -1))
+        signatures = sigs.open_signatures(gen_dir, n, dim) if meta.get("signatures") else None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise DamagedGeneration(f"{name}: unreadable chunk table or vectors ({exc})") from None
-    n = int(meta.get("chunks", -1))
-    dim = int(meta.get("dim", -1))
     shapes_ok = (len(table) == n and table.cids.shape == (n,) and vectors.shape == (n, dim)
                  and embedded.shape == (n,) and embedded.dtype == np.bool_
                  and len(table.files) == int(meta.get("files", -1))
@@ -354,7 +360,7 @@ def open_generation(gen_dir: Path, *, expected_hash: str | None = None, with_fts
     if not shapes_ok:
         raise DamagedGeneration(f"{name}: the chunk table, vectors and meta disagree on the counts")
     gen = Generation(name=name, path=gen_dir, meta=meta, table=table, vectors=vectors, embedded=embedded,
-                     stamp=stamp)
+                     signatures=signatures, stamp=stamp)
     if with_fts:
         from cidx_daemon.search.fts import FtsIndex
 

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cidx_daemon.index import generation as gens
+from cidx_daemon.index import signatures as sigs
 from cidx_daemon.index import vector_store
 from cidx_daemon.index.chunk_table import (
     COLUMN_FILES,
@@ -246,6 +247,10 @@ def _previous(idx: Path, icfg: dict[str, Any], progress: Progress) -> tuple[gens
         # Same setting, another model behind it (e.g. "minilm" was fp32 before it was int8):
         # its vectors cannot be compared with this model's queries, so none carries over.
         return None, damaged
+    if gen.n_embedded and meta.get("signatures") != sigs.VERSION:
+        # Embedded before (these) signature vectors: rebuilt, the chunks' own vectors come
+        # back from the embedding cache and only the signatures are embedded.
+        return None, damaged
     return gen, damaged
 
 
@@ -441,6 +446,8 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
     # Carried vectors stay in the previous generation's files (hard links): a save writes a row map.
     vector_store.carry(previous.vectors if previous else None, previous.path if previous else None,
                        staged, n, dim, plan.carried)
+    sigs.carry(previous.signatures if previous else None, previous.path if previous else None,
+               staged, dim, plan.carried)
     np.save(staged / "embedded.npy", embedded)
 
     from cidx_daemon.search.fts import FORMAT_VERSION as FTS_FORMAT
@@ -469,6 +476,7 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
         "chunks": n,
         "embedded": int(embedded.sum()),
         "next_cid": plan.next_cid,
+        "signatures": sigs.VERSION,
         "fts_format": FTS_FORMAT,
         "run": name,
         # carried while chunk ids carry; a build from scratch restarts them, so it starts a new one
@@ -515,20 +523,26 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
 
         cache = default_cache()
     warned = not cache.enabled
-    ready: dict[int, np.ndarray] = {}
+    ready: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     last = time.monotonic()
     done = 0
     for start in range(0, len(todo), batch):
         rows = todo[start:start + batch]
+        # each chunk's own text, then the signatures of the functions it defines (``signatures``)
         texts = [embedding_input(gen.table, int(r)) for r in rows]
-        vectors, hits = _embed_through_cache(embedder, cache, texts, progress)
+        per_row = [sigs.texts_for(gen.table, int(r)) for r in rows]
+        ends = np.cumsum([len(rows)] + [len(t) for t in per_row])
+        texts += [t for row_texts in per_row for t in row_texts]
+        counter = _PerChunk(progress, len(rows), len(texts))
+        vectors, hit = _embed_through_cache(embedder, cache, texts, counter)
+        hits = int(hit[:len(rows)].sum())  # counted by chunk: a chunk's signatures ride along
         stats.cache_hits += hits
-        stats.embedded += len(texts) - hits
+        stats.embedded += len(rows) - hits
         if not warned and not cache.enabled:
             progress.note(f"warning: {cache.error}")
             warned = True
-        for row, vector in zip(rows.tolist(), vectors, strict=True):
-            ready[int(gen.table.cids[row])] = vector
+        for i, row in enumerate(rows.tolist()):
+            ready[int(gen.table.cids[row])] = (vectors[i], vectors[ends[i]:ends[i + 1]])
         done += len(rows)
         stop = should_stop is not None and should_stop()
         if time.monotonic() - last >= checkpoint_s or stop or done == len(todo):
@@ -572,11 +586,26 @@ def embedding_input(table: ChunkTable, row: int) -> str:
     return f"{table.header(row)}\n{table.text(row)}"
 
 
+class _PerChunk:
+    """Progress counted in chunks while their texts (a chunk and its signatures) are embedded."""
+
+    def __init__(self, progress: Progress, chunks: int, texts: int) -> None:
+        self.progress, self.ratio, self.carry, self.left = progress, chunks / max(1, texts), 0.0, chunks
+
+    def advance(self, n: int = 1) -> None:
+        self.carry += n * self.ratio
+        step = min(self.left, int(self.carry + 1e-9))
+        if step:
+            self.carry -= step
+            self.left -= step
+            self.progress.advance(step)
+
+
 def _embed_through_cache(embedder: Any, cache: EmbeddingCache, texts: list[str],
-                         progress: Progress) -> tuple[np.ndarray, int]:
+                         progress: Progress | _PerChunk) -> tuple[np.ndarray, np.ndarray]:
     """Vectors for `texts`: cached ones looked up, the misses embedded and stored.
 
-    Returns (vectors in `texts` order, number of cache hits). Keys hash the text exactly
+    Returns (vectors in `texts` order, which were cache hits). Keys hash the text exactly
     as it is embedded, and the model name is part of the key, so a hit is always the
     vector this embedder would compute (to within the model's run-to-run rounding).
     """
@@ -594,15 +623,17 @@ def _embed_through_cache(embedder: Any, cache: EmbeddingCache, texts: list[str],
         fresh = embedder.embed_documents([texts[i] for i in missing], progress=progress.advance)
         out[missing] = fresh
         cache.put_many(embedder.name, [(keys[i], fresh[n]) for n, i in enumerate(missing)])
-    return out, hits
+    hit = np.ones(len(texts), dtype=bool)
+    hit[missing] = False
+    return out, hit
 
 
 class IndexReplaced(Exception):
     """The live index is not the one the vectors were computed for (see ``_apply_vectors``)."""
 
 
-def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, np.ndarray], embedder: Any,
-                   lineage: str | None) -> str | None:
+def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, tuple[np.ndarray, np.ndarray]],
+                   embedder: Any, lineage: str | None) -> str | None:
     """Publish a generation identical to the live one but for the vectors of ``ready``
     (by chunk id; ids the live generation no longer holds are dropped). Returns its name.
 
@@ -623,16 +654,21 @@ def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, np.ndarray], em
         if not hit.any():
             return None
         rows = pos[hit]
-        vectors = np.stack([ready[cid] for cid in wanted[hit].tolist()]).astype(np.float32, copy=False)
+        found = [ready[cid] for cid in wanted[hit].tolist()]
+        vectors = np.stack([body for body, _ in found]).astype(np.float32, copy=False)
+        counts = np.array([len(signed) for _, signed in found], dtype=np.int64)
+        signed = np.concatenate([s for _, s in found] + [np.zeros((0, vectors.shape[1]), np.float32)])
         embedded = np.array(gen.embedded)
         embedded[rows] = True
-        return _publish_vectors(idx, gen, rows, vectors, embedded, embedder).name
+        return _publish_vectors(idx, gen, rows, vectors, embedded, embedder,
+                                (counts, signed.astype(np.float32, copy=False))).name
 
 
 def _publish_vectors(idx: Path, gen: gens.Generation, rows: np.ndarray, vectors: np.ndarray,
-                     embedded: np.ndarray, embedder: Any) -> Path:
-    """A generation identical to ``gen`` but for ``vectors`` at ``rows``: everything else is
-    hard-linked, and the vectors are appended to the shared ones (``vector_store``)."""
+                     embedded: np.ndarray, embedder: Any, signed: tuple[np.ndarray, np.ndarray]) -> Path:
+    """A generation identical to ``gen`` but for ``vectors`` at ``rows`` (and the signature
+    vectors ``signed`` = (count per row, vectors)): everything else is hard-linked, and the
+    vectors are appended to the shared ones (``vector_store``)."""
     name = gens.next_name(idx)
     staged = gens.staging_dir(idx, name)
     for column in COLUMN_FILES:
@@ -642,8 +678,9 @@ def _publish_vectors(idx: Path, gen: gens.Generation, rows: np.ndarray, vectors:
             gens.link_or_copy(gen.path / column, staged / column)
     gens.link_tree(gen.path / gens.FTS_DIR, staged / gens.FTS_DIR)
     vector_store.with_new_vectors(gen.vectors, gen.path, staged, rows, vectors)
+    sigs.with_new(gen.signatures, gen.path, staged, rows, *signed)
     np.save(staged / "embedded.npy", embedded)
     meta = {k: v for k, v in gen.meta.items() if k not in ("format", "sizes")}
     meta.update(generation=name, created_at=time.time(), model=embedder.name, dim=int(vectors.shape[1]),
-                embedded=int(embedded.sum()))
+                embedded=int(embedded.sum()), signatures=sigs.VERSION)
     return gens.publish(idx, staged, name, gens.write_meta(staged, meta))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cidx_daemon.index import generation as gens
+from cidx_daemon.index import signatures as sigs
 from cidx_shared import config as cfgmod
 
 ARCHIVE_FORMAT = 1
@@ -147,6 +148,14 @@ def seed_cache(gen: gens.Generation, cache: Any = None) -> int:
         vectors = gen.vectors.take(batch)
         cache.put_many(model, [(text_key(embedding_input(gen.table, r)), vectors[i])
                                for i, r in enumerate(batch.tolist())])
+    if gen.signatures is not None and len(gen.signatures):  # the functions' signatures too
+        slots = np.asarray(gen.signatures.vectors)
+        owned, starts, counts = np.unique(np.asarray(gen.signatures.owners), return_index=True,
+                                          return_counts=True)
+        for row, first, count in zip(owned.tolist(), starts.tolist(), counts.tolist(), strict=True):
+            texts = sigs.texts_for(gen.table, row)
+            if len(texts) == count:  # (always, unless the archive was made by another extractor)
+                cache.put_many(model, [(text_key(t), slots[first + i]) for i, t in enumerate(texts)])
     return len(rows)
 
 

@@ -30,12 +30,24 @@ Rules:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-BASE = "vectors.npy"
-DELTA = "vectors_delta.npy"
-ROWS = "vector_rows.npy"
+
+class VectorFiles(NamedTuple):
+    """The file names of one vector store in a generation directory."""
+
+    base: str
+    delta: str
+    rows: str
+
+
+#: The chunks' vectors (row = chunk row).
+CHUNKS = VectorFiles("vectors.npy", "vectors_delta.npy", "vector_rows.npy")
+#: The definitions' signature vectors (row = signature slot: ``signatures.py``).
+SIGNATURES = VectorFiles("sig_vectors.npy", "sig_vectors_delta.npy", "sig_vector_rows.npy")
+BASE, DELTA, ROWS = CHUNKS
 #: Files a generation may lack (dense layout); copied or linked when present.
 OPTIONAL_FILES = (DELTA, ROWS)
 
@@ -125,34 +137,34 @@ class Vectors:
         return out if dtype is None else out.astype(dtype)
 
 
-def open_vectors(gen_dir: Path) -> Vectors:
+def open_vectors(gen_dir: Path, files: VectorFiles = CHUNKS) -> Vectors:
     """Memory-map a generation's vectors; ValueError when the files disagree with each other."""
     gen_dir = Path(gen_dir)
-    base = np.load(gen_dir / BASE, mmap_mode="r")
-    delta = np.load(gen_dir / DELTA, mmap_mode="r") if (gen_dir / DELTA).exists() else None
-    rows = np.load(gen_dir / ROWS, mmap_mode="r") if (gen_dir / ROWS).exists() else None
+    base = np.load(gen_dir / files.base, mmap_mode="r")
+    delta = np.load(gen_dir / files.delta, mmap_mode="r") if (gen_dir / files.delta).exists() else None
+    rows = np.load(gen_dir / files.rows, mmap_mode="r") if (gen_dir / files.rows).exists() else None
     if base.ndim != 2 or base.dtype != np.float32:
-        raise ValueError(f"{BASE} is not a float32 matrix")
+        raise ValueError(f"{files.base} is not a float32 matrix")
     if delta is not None and (delta.ndim != 2 or delta.dtype != np.float32
                               or delta.shape[1] != base.shape[1]):
-        raise ValueError(f"{DELTA} does not match {BASE}")
+        raise ValueError(f"{files.delta} does not match {files.base}")
     if delta is not None and rows is None:
-        raise ValueError(f"{DELTA} without {ROWS}")
+        raise ValueError(f"{files.delta} without {files.rows}")
     vectors = Vectors(base, delta, rows)
     if rows is not None:
         if rows.ndim != 1 or rows.dtype != np.int64:
-            raise ValueError(f"{ROWS} is not an int64 vector")
+            raise ValueError(f"{files.rows} is not an int64 vector")
         if len(rows) and (int(rows.min()) < -1 or int(rows.max()) >= vectors.stored):
-            raise ValueError(f"{ROWS} points outside the stored vectors")
+            raise ValueError(f"{files.rows} points outside the stored vectors")
     return vectors
 
 
-def write_dense(gen_dir: Path, matrix: np.ndarray) -> None:
-    np.save(Path(gen_dir) / BASE, np.ascontiguousarray(matrix, dtype=np.float32))
+def write_dense(gen_dir: Path, matrix: np.ndarray, files: VectorFiles = CHUNKS) -> None:
+    np.save(Path(gen_dir) / files.base, np.ascontiguousarray(matrix, dtype=np.float32))
 
 
 def carry(previous: Vectors | None, previous_dir: Path | None, gen_dir: Path, n: int, dim: int,
-          blocks: list[tuple[int, int, int]]) -> None:
+          blocks: list[tuple[int, int, int]], files: VectorFiles = CHUNKS) -> None:
     """Write the vectors of a new generation of ``n`` rows whose ``blocks`` (new first row,
     old first row, count) keep ``previous``'s vectors and whose other rows have none.
 
@@ -161,18 +173,18 @@ def carry(previous: Vectors | None, previous_dir: Path | None, gen_dir: Path, n:
     """
     gen_dir = Path(gen_dir)
     if previous is None or previous_dir is None or previous.dim != dim:
-        write_dense(gen_dir, np.zeros((0, dim), dtype=np.float32))  # an empty base: nothing mapped
-        np.save(gen_dir / ROWS, np.full(n, -1, dtype=np.int64))
+        write_dense(gen_dir, np.zeros((0, dim), dtype=np.float32), files)  # an empty base: nothing mapped
+        np.save(gen_dir / files.rows, np.full(n, -1, dtype=np.int64))
         return
     source = previous.source()
     rows = np.full(n, -1, dtype=np.int64)
     for new_first, old_first, count in blocks:
         rows[new_first:new_first + count] = source[old_first:old_first + count]
-    _link_or_compact(previous, previous_dir, gen_dir, rows, None)
+    _link_or_compact(previous, previous_dir, gen_dir, rows, None, files)
 
 
 def with_new_vectors(current: Vectors, current_dir: Path, gen_dir: Path, rows: np.ndarray,
-                     vectors: np.ndarray) -> None:
+                     vectors: np.ndarray, files: VectorFiles = CHUNKS) -> None:
     """Write the vectors of a generation equal to ``current`` but for ``vectors`` at ``rows``:
     the base is linked, the delta grows by the new vectors, the row map points at them."""
     rows = np.asarray(rows, dtype=np.int64)
@@ -180,16 +192,30 @@ def with_new_vectors(current: Vectors, current_dir: Path, gen_dir: Path, rows: n
     if vectors.shape[1] != current.dim:  # another model: nothing of the old vectors is kept
         dense = np.zeros((current.n, vectors.shape[1]), dtype=np.float32)
         dense[rows] = vectors
-        write_dense(Path(gen_dir), dense)
+        write_dense(Path(gen_dir), dense, files)
         return
     mapping = current.source().copy()
     mapping[rows] = current.stored + np.arange(len(rows), dtype=np.int64)
     old = current.delta if current.delta is not None else np.zeros((0, current.dim), dtype=np.float32)
-    _link_or_compact(current, current_dir, Path(gen_dir), mapping, np.concatenate([old, vectors]))
+    _link_or_compact(current, current_dir, Path(gen_dir), mapping, np.concatenate([old, vectors]), files)
+
+
+def remapped(previous: Vectors, previous_dir: Path, gen_dir: Path, mapping: np.ndarray,
+             new_vectors: np.ndarray | None, files: VectorFiles) -> None:
+    """Write a store whose row i is ``previous``'s stored vector ``mapping[i]`` (-1: none), or,
+    for ``mapping[i] >= previous.stored``, row ``mapping[i] - previous.stored`` of ``new_vectors``:
+    rows may be dropped, reordered or added (the signature slots), and the stored matrices are
+    still linked, not rewritten, within the slack."""
+    mapping = np.asarray(mapping, dtype=np.int64)
+    delta = None
+    if new_vectors is not None and len(new_vectors):
+        old = previous.delta if previous.delta is not None else np.zeros((0, previous.dim), dtype=np.float32)
+        delta = np.concatenate([old, np.asarray(new_vectors, dtype=np.float32)])
+    _link_or_compact(previous, previous_dir, Path(gen_dir), mapping, delta, files)
 
 
 def _link_or_compact(previous: Vectors, previous_dir: Path, gen_dir: Path, rows: np.ndarray,
-                     delta: np.ndarray | None) -> None:
+                     delta: np.ndarray | None, files: VectorFiles = CHUNKS) -> None:
     """``rows`` index previous.base ++ (``delta`` if given, else previous.delta)."""
     from cidx_daemon.index.generation import link_or_copy
 
@@ -199,13 +225,13 @@ def _link_or_compact(previous: Vectors, previous_dir: Path, gen_dir: Path, rows:
     used = np.unique(rows[rows >= 0]).size
     n = len(rows)
     if delta_rows > slack(n) or stored - used > slack(n):
-        write_dense(gen_dir, Vectors(previous.base, kept_delta, rows).dense())
+        write_dense(gen_dir, Vectors(previous.base, kept_delta, rows).dense(), files)
         return
-    link_or_copy(Path(previous_dir) / BASE, gen_dir / BASE)
+    link_or_copy(Path(previous_dir) / files.base, gen_dir / files.base)
     if delta is not None:
         if len(delta):
-            np.save(gen_dir / DELTA, delta)
+            np.save(gen_dir / files.delta, delta)
     elif previous.delta is not None:
-        link_or_copy(Path(previous_dir) / DELTA, gen_dir / DELTA)
-    np.save(gen_dir / ROWS, rows)
+        link_or_copy(Path(previous_dir) / files.delta, gen_dir / files.delta)
+    np.save(gen_dir / files.rows, rows)
 

@@ -221,7 +221,15 @@ class Engine:
             qvec = embedder.embed_query(req["query"])
             timing["embed"] = _ms(t)
             t = time.perf_counter()
-            legs["semantic"] = _top_k(loaded.vectors.scores(qvec), sem_mask, window, leg_min)
+            similarity = loaded.vectors.scores(qvec)
+            if loaded.signatures is not None and not (
+                    mode == "hybrid" and ranking.classify(req["query"]).kind == ranking.SYMBOL):
+                # A chunk is as close as its closest function signature (index/signatures.py). Not
+                # for an identifier in hybrid: the symbol index finds its definition there, and the
+                # signatures of its methods (their header names the class) would crowd it
+                # (held-out symbol queries 0.947 without, 0.928 with; semantic alone gains).
+                similarity = loaded.signatures.best(similarity, qvec)
+            legs["semantic"] = _top_k(similarity, sem_mask, window, leg_min)
             timing["semantic"] = _ms(t)
         if mode in ("fts", "hybrid"):
             t = time.perf_counter()
