@@ -140,9 +140,12 @@ def test_ray_index_matches_a_local_index(cluster_run: dict[str, Path]) -> None:
     assert (out / "ray.rc").read_text().strip() == "0", (out / "ray.stderr").read_text()
     stdout = (out / "ray.stdout").read_text()
     local, remote = _live(cluster_run["local"]), _live(cluster_run["remote"])
-    assert f"Ray: {len(remote)} chunks embedded by 2 actors on 2 node(s)" in stdout, stdout
+    texts = len(remote) + len(remote.signatures or ())  # each chunk, and its functions' signatures
+    assert f"Ray: {texts} texts (chunks and function signatures) embedded by 2 actors on 2 node(s)" \
+        in stdout, stdout
     again = (out / "again.stdout").read_text()
-    assert "Ray: 0 chunks embedded by 2 actors" in again, again + (out / "again.stderr").read_text()
+    assert "Ray: 0 texts (chunks and function signatures) embedded by 2 actors" in again, \
+        again + (out / "again.stderr").read_text()
     assert remote.n_embedded == len(remote) == len(local) > 50
     assert remote.table.texts() == local.table.texts()
     assert [local.table.file_of(r).path for r in range(len(local))] == \

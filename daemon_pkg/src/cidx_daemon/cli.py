@@ -215,8 +215,9 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
         if marker is not None:  # we got to say how it ended: the parent stays quiet
             Path(marker).write_text("done\n")
     if ray is not None and not args.json:
-        rate = f" at {ray.throughput():,.1f} chunks/s" if ray.chunks_done else ""
-        print(f"Ray: {ray.chunks_done} chunks embedded by {ray.actors} actors on {ray.nodes} node(s){rate}")
+        rate = f" at {ray.throughput():,.1f} texts/s" if ray.texts_done else ""
+        print(f"Ray: {ray.texts_done} texts (chunks and function signatures) embedded by {ray.actors} "
+              f"actors on {ray.nodes} node(s){rate}")
     if args.json:
         print(json.dumps(stats.to_json(), indent=2))
         return EXIT_OK

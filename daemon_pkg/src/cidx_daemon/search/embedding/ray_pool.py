@@ -133,7 +133,7 @@ class RayEmbedder:
         self.nodes = len({node for _, _, node in infos})
         #: What the indexer should hand over per call: enough to keep every actor busy.
         self.call_batch = max(256, len(self._actors) * task_chunks * PIPELINE * 2)
-        self.chunks_done = 0
+        self.texts_done = 0
         self.busy_s = 0.0
         if note is not None:
             note(f"Ray cluster at {address}: {len(self._actors)} actors on {self.nodes} node(s)")
@@ -216,7 +216,7 @@ class RayEmbedder:
             if progress is not None:
                 progress(len(chunk))
             submit()
-        self.chunks_done += len(texts)
+        self.texts_done += len(texts)
         self.busy_s += time.perf_counter() - started
         return out
 
@@ -224,8 +224,8 @@ class RayEmbedder:
         return self.embed_documents([text])[0]
 
     def throughput(self) -> float:
-        """Chunks per second the cluster delivered while it had work (0 before any)."""
-        return self.chunks_done / self.busy_s if self.busy_s else 0.0
+        """Texts (chunks and function signatures) per second the cluster delivered while it had work."""
+        return self.texts_done / self.busy_s if self.busy_s else 0.0
 
     def _lost(self, exc: BaseException) -> EmbedderError:
         return EmbedderError(f"lost the Ray cluster at {self.address}: {_one_line(exc)} "
