@@ -153,3 +153,20 @@ def test_saves_stay_searchable_while_cidx_index_embeds(tmp_path: Path) -> None:
         cidx("daemon", "stop", cwd=root)
         for pid in daemon_pids(root):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_chunks_published_without_vectors_are_embedded_by_the_daemon(project: Path) -> None:
+    """``cidx index --clear --no-embed`` rebuilds the index with no vector and changes no file,
+    so no watched change asks the daemon to embed: the first answer that reports chunks
+    pending does, and semantic search comes back whole without another ``cidx index``."""
+    assert cidx("daemon", "start", cwd=project).returncode == 0
+    _until("the daemon watches", lambda: (status(project)["daemon"]["refresher"] or {}).get("watching"))
+    _until("the start-up rescan is done",
+           lambda: not status(project)["daemon"]["refresher"]["full_rescan_queued"])
+    proc = cidx("index", "--clear", "--no-embed", "--quiet", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    doc = _query(project, "retry with backoff")
+    assert doc["pending"]["embed"] > 0, doc.get("pending")
+    _until("the daemon embeds them", lambda: "pending" not in _query(project, "retry", "--fts"))
+    assert "net/fetch.py" in _paths(_query(project, "retry a call with growing delays", "--semantic"))[:3]
+    assert status(project)["daemon"]["refresher"]["last_error"] is None

@@ -33,7 +33,8 @@ Rules:
   whatever is still pending (saves made meanwhile). Saves stay searchable by full text
   throughout: the foreground run holds the indexer lock only while it publishes.
 * Queries report what is not in the index yet: files changed but not rescanned
-  (``pending.files``) and chunks not embedded (``pending.embed``).
+  (``pending.files``) and chunks not embedded (``pending.embed``); an answer with chunks
+  pending wakes the embedder (``wake_embedder``), whoever published them.
 """
 
 from __future__ import annotations
@@ -129,6 +130,12 @@ class Refresher:
                 "embedding_elsewhere": self.embedding_elsewhere,
                 "last_refresh_seconds": self.last_refresh_s, "last_error": self.last_error,
             }
+
+    def wake_embedder(self) -> None:
+        """A query found chunks without vectors: embed them, whoever published them (a
+        ``cidx index --no-embed``, ``--clear`` or ``import`` changes no file, so no refresh
+        would have asked). Cheap when there is nothing to do, or the embedding lease is taken."""
+        self._embed_wanted.set()
 
     def notify(self, rel_paths: set[str], *, full: bool = False) -> None:
         """Queue changed paths (relative to the project root); ``full``: rescan everything."""

@@ -197,6 +197,8 @@ class CidxService(rpyc.Service):
             waiting = self._refresher.pending_files() if self._refresher is not None else 0
             if waiting:  # saved, seen, not searchable yet: the answer says so
                 doc["pending"] = {**(doc.get("pending") or {}), "files": waiting}
+            if self._refresher is not None and (doc.get("pending") or {}).get("embed"):
+                self._refresher.wake_embedder()
         else:
             log.info("query answered with error %s", doc["error"].get("code"))
         return doc
