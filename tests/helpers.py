@@ -139,3 +139,19 @@ def run_in_threads(work: Callable[[], object], count: int) -> list[BaseException
     for t in threads:
         t.join()
     return errors
+
+
+class RecordedProgress:
+    """An indexer progress sink that keeps what a user would read: ``phase NAME`` lines and notes."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def phase(self, name: str, total: int | None) -> None:
+        self.lines.append(f"phase {name}")
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        self.lines.append(message)

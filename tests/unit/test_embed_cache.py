@@ -20,7 +20,7 @@ from cidx_daemon.index import embed_cache
 from cidx_daemon.index.embed_cache import CACHE_FILE, EmbeddingCache, text_key
 from cidx_daemon.index.indexer import embedding_input, index_project
 from cidx_shared import config as cfgmod
-from helpers import write_project
+from helpers import RecordedProgress, write_project
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 384
@@ -228,23 +228,12 @@ def test_a_corrupt_cache_never_fails_indexing(tmp_path: Path, monkeypatch: pytes
     cache_dir.mkdir()
     (cache_dir / CACHE_FILE).write_bytes(os.urandom(8192))
     monkeypatch.setenv("CIDX_CACHE_DIR", str(cache_dir))
-    notes: list[str] = []
-
-    class Notes:
-        def phase(self, name: str, total: int | None) -> None:
-            pass
-
-        def advance(self, n: int = 1) -> None:
-            pass
-
-        def note(self, message: str) -> None:
-            notes.append(message)
-
+    progress = RecordedProgress()
     root = write_project(tmp_path / "proj", FILES)
-    stats = index_project(init(root), progress=Notes(),
+    stats = index_project(init(root), progress=progress,
                           embedder_factory=lambda name: CountingEmbedder())
     assert stats.embedded == stats.chunks and stats.pending == 0
-    assert len([n for n in notes if "embedding cache" in n]) == 1, notes
+    assert len([n for n in progress.lines if "embedding cache" in n]) == 1, progress.lines
 
 
 def test_a_setting_whose_model_changed_re_embeds_and_is_never_mixed(tmp_path: Path) -> None:

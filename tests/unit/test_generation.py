@@ -18,7 +18,7 @@ from cidx_daemon.index import generation as gens
 from cidx_daemon.index.indexer import index_project
 from cidx_daemon.search.engine import Engine
 from cidx_shared import config as cfgmod
-from helpers import daemon_cli, write_project
+from helpers import RecordedProgress, daemon_cli, write_project
 
 MARKER = "zebra_marker_string_found_once"
 
@@ -370,27 +370,14 @@ def test_a_long_embedding_run_says_full_text_already_answers(tmp_path: Path,
     starts them, that full text answers already and that stopping it loses nothing."""
     from cidx_daemon.index import indexer
 
-    class Notes:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        def phase(self, name: str, total: int | None) -> None:
-            self.lines.append(f"phase {name}")
-
-        def advance(self, n: int = 1) -> None:
-            pass
-
-        def note(self, message: str) -> None:
-            self.lines.append(message)
-
     root = write_project(tmp_path / "p")
     config = cfgmod.init_project(root)
-    quiet = Notes()
+    quiet = RecordedProgress()
     index_project(config, progress=quiet)  # a few chunks: nothing to announce
     assert not any("searchable now" in line for line in quiet.lines)
     (root / "more.py").write_text("def more():\n    return 1\n")
     monkeypatch.setattr(indexer, "LONG_EMBED_CHUNKS", 1)
-    told = Notes()
+    told = RecordedProgress()
     stats = index_project(config, progress=told)
     note = next(line for line in told.lines if "searchable now" in line)
     assert note.startswith("Full text is searchable now (gen-") and stats.embedded + stats.cache_hits == 1
@@ -435,27 +422,16 @@ def test_a_second_cidx_index_leaves_the_embedding_to_the_first(project: Path) ->
     embedding the same chunks beside the first on the same cores (or waiting minutes)."""
     config = config_of(project)
     (project / "second.py").write_text("def second_run_function():\n    return 2\n")
-    lines: list[str] = []
-
-    class Notes:
-        def phase(self, name: str, total: int | None) -> None:
-            pass
-
-        def advance(self, n: int = 1) -> None:
-            pass
-
-        def note(self, message: str) -> None:
-            lines.append(message)
-
+    progress = RecordedProgress()
     with gens.embed_lease(config.parent):
         assert gens.embedding_elsewhere(config.parent) == gens.embedding_elsewhere(config.parent) is not None
         with pytest.raises(gens.EmbedLeaseTaken, match=f"pid {os.getpid()}"), \
                 gens.embed_lease(config.parent, wait_s=0.1):
             pass
-        stats = index_project(config, progress=Notes())
+        stats = index_project(config, progress=progress)
     assert stats.embedded == stats.cache_hits == 0 and stats.pending > 0
     assert any(f"another indexer is embedding (pid {os.getpid()}" in line and "stay pending" in line
-               for line in lines), lines
+               for line in progress.lines), progress.lines
     assert query(project, "second_run_function", fts=True)["results"][0]["path"] == "second.py"
     assert gens.embedding_elsewhere(config.parent) is None  # released with its holder
     stats = index_project(config)  # the next run embeds what was left
