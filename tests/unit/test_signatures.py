@@ -58,14 +58,21 @@ def _check(gen_dir: Path, model: dict[int, np.ndarray], n_rows: int) -> sigs.Sig
     stored = np.asarray(opened.vectors)
     for row in sorted(model):
         np.testing.assert_array_equal(stored[owners == row], model[row])
-    # best(): each row raised to its best signature score, every other row as it was
+    # best(): each row raised to its best signature score, every other row as it was; with
+    # more signatures than FULL_SCAN, only the CANDIDATES rows closest by their own score
     query = np.arange(1, DIM + 1, dtype=np.float32)
     base = np.linspace(-1, 1, n_rows).astype(np.float32)
-    expected = base.copy()
-    for row, vectors in model.items():
-        if len(vectors):
-            expected[row] = max(expected[row], float((vectors @ query).max()))
-    np.testing.assert_allclose(opened.best(base, query), expected, rtol=1e-6, atol=1e-6)
+    allowed = np.arange(n_rows) % 3 != 1
+    for mask in (None, allowed):
+        expected = base.copy()
+        near = base if mask is None else np.where(mask, base, -np.inf)
+        close = set(np.argsort(-near, kind="stable")[:sigs.CANDIDATES].tolist())
+        for row, vectors in model.items():
+            if len(vectors) and (len(owners) <= sigs.FULL_SCAN or row in close):
+                expected[row] = max(expected[row], float((vectors @ query).max()))
+        shown = slice(None) if mask is None else mask  # a masked row's score is never read
+        got = opened.best(base, query, mask)
+        np.testing.assert_allclose(got[shown], expected[shown], rtol=1e-6, atol=1e-6)
     assert opened.vectors.stored - len(owners) <= vs.slack(len(owners))  # unused slots bounded
     return opened
 
@@ -77,13 +84,16 @@ _steps = st.lists(st.one_of(st.tuples(st.just("save"), _save), st.tuples(st.just
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=_steps, floor=st.sampled_from([1, 4, 1024]), seed=st.integers(0, 2**16))
+@given(steps=_steps, floor=st.sampled_from([1, 4, 1024]), seed=st.integers(0, 2**16),
+       candidates=st.sampled_from([1, 3, 10, 2000]))
 def test_any_history_keeps_each_rows_signatures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                steps: list, floor: int, seed: int) -> None:
+                                                steps: list, floor: int, seed: int, candidates: int) -> None:
     """Saves carry runs of rows (a row's slots move with it, a dropped row's go); publishes
     give rows their signatures (replacing any they had). Whatever the history, each row reads
-    back exactly its own signatures, and best() scores them."""
+    back exactly its own signatures, and best() scores them (all, or the closest rows')."""
     monkeypatch.setattr(vs, "SLACK_FLOOR", floor)
+    monkeypatch.setattr(sigs, "CANDIDATES", candidates)  # small: the path a big project takes
+    monkeypatch.setattr(sigs, "FULL_SCAN", candidates)
     rng = np.random.default_rng(seed)
     run = tmp_path / f"run-{seed}-{len(os.listdir(tmp_path))}"
     run.mkdir()

@@ -228,7 +228,7 @@ class Engine:
                 # for an identifier in hybrid: the symbol index finds its definition there, and the
                 # signatures of its methods (their header names the class) would crowd it
                 # (held-out symbol queries 0.947 without, 0.928 with; semantic alone gains).
-                similarity = loaded.signatures.best(similarity, qvec)
+                similarity = loaded.signatures.best(similarity, qvec, sem_mask)
             legs["semantic"] = _top_k(similarity, sem_mask, window, leg_min)
             timing["semantic"] = _ms(t)
         if mode in ("fts", "hybrid"):
