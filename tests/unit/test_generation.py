@@ -246,14 +246,11 @@ def test_a_generation_from_before_the_syntax_chunker_opens_and_is_rechunked(proj
     assert len(new.table.symbol_index().lookup(MARKER)) == 1
 
 
-def test_a_generation_from_before_signature_vectors_answers_and_is_rebuilt(
-        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Format 3 had no signature vectors: it still answers every kind of query (chunks by
-    their own vectors), and the next index run rebuilds it with them, the chunks' vectors
-    coming back from the embedding cache."""
+def _as_format_3(project: Path, monkeypatch: pytest.MonkeyPatch) -> gens.Generation:
+    """The live generation as the version before signature vectors wrote it."""
     gen_dir = live(project)
     for name in os.listdir(gen_dir):
-        if name.startswith("sig_"):
+        if name.startswith("sig_") or name == "signed.npy":
             (gen_dir / name).unlink()
     meta = json.loads((gen_dir / "meta.json").read_text())
     meta = {k: v for k, v in meta.items() if k not in ("format", "sizes", "signatures")}
@@ -263,14 +260,41 @@ def test_a_generation_from_before_signature_vectors_answers_and_is_rebuilt(
     (idx_of(project) / "CURRENT").write_text(f"{gen_dir.name}\n{meta_hash}\n", encoding="ascii")
     old, warnings = gens.open_live(idx_of(project), with_fts=False)
     assert old is not None and warnings == [] and old.signatures is None and old.meta["format"] == 3
+    assert old.n_embedded == len(old) and old.n_unsigned == len(old)
+    return old
+
+
+def test_a_generation_from_before_signature_vectors_answers_and_gets_them_added(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Format 3 had no signature vectors: it still answers every kind of query (chunks by
+    their own vectors), and the next index run embeds only the signatures, keeping every
+    chunk's vector (upgrading a big index must not send semantic search back to nothing)."""
+    old = _as_format_3(project, monkeypatch)
     for flags in ({"fts": True}, {"semantic": True}, {}):
         doc = query(project, "retry with backoff", **flags)
         assert doc["error"] is None and "net/fetch.py" in {r["path"] for r in doc["results"]}, doc
-    stats = index_project(config_of(project))  # (this test's embedding cache starts empty)
-    assert stats.reused_files == 0 and stats.embedded + stats.cache_hits == stats.chunks
+    base_inode = os.stat(old.path / "vectors.npy").st_ino
+    stats = index_project(config_of(project))
+    assert stats.embedded == stats.cache_hits == 0 and stats.signatures_embedded > 0, stats
     new = gens.open_live(idx_of(project), with_fts=False)[0]
     assert new is not None and new.meta["format"] == gens.FORMAT_VERSION and new.signatures is not None
-    assert len(new.signatures) > 0
+    assert len(new.signatures) == stats.signatures_embedded and new.n_unsigned == 0
+    assert new.n_embedded == len(new) == len(old)
+    assert os.stat(new.path / "vectors.npy").st_ino == base_inode  # linked, not rewritten
+    np.testing.assert_array_equal(np.asarray(new.vectors), np.asarray(old.vectors))
+    assert index_project(config_of(project)).unchanged  # nothing left to do
+
+
+def test_a_daemon_adds_the_signatures_an_upgraded_index_lacks(project: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's background embedder does the same for the index it serves."""
+    from cidx_daemon.server.refresher import Refresher
+
+    old = _as_format_3(project, monkeypatch)
+    Refresher(config_of(project))._embed()
+    new = gens.open_live(idx_of(project), with_fts=False)[0]
+    assert new is not None and new.name != old.name and new.n_unsigned == 0 and new.signatures is not None
+    assert len(new.signatures) > 0 and new.n_embedded == len(new)
 
 
 def test_code_is_embedded_before_tests_docs_and_examples(tmp_path: Path) -> None:

@@ -226,8 +226,10 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
         print(f"Index is up to date: {stats.files} files, {stats.chunks} chunks in {stats.generation} "
               f"(checked in {stats.timings_s['total']:.1f}s)")
     else:
+        n_sigs = stats.signatures_embedded
+        signatures = f" and {n_sigs} function signatures" if n_sigs else ""
         print(f"Indexed {stats.files} files, {stats.chunks} chunks into {stats.generation} "
-              f"({stats.embedded} chunks embedded, {stats.cache_hits} from the embedding cache, "
+              f"({stats.embedded} chunks{signatures} embedded, {stats.cache_hits} from the embedding cache, "
               f"{stats.reused_files} files unchanged, "
               f"{stats.deleted_files} removed, {skipped} skipped) in {stats.timings_s['total']:.1f}s")
     if stats.pending:

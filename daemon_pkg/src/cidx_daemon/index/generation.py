@@ -290,8 +290,11 @@ class Generation:
     table: ChunkTable
     vectors: Vectors
     embedded: np.ndarray
-    #: The definitions' signature vectors (``signatures``); None in a generation made before them.
+    #: The definitions' signature vectors (``signatures``); None in a generation made before them
+    #: (or by another version of them).
     signatures: Signatures | None = None
+    #: bool (n,): rows whose signatures are embedded (``signatures``; all False without them).
+    signed: np.ndarray | None = None
     fts: Any = None  # search.fts.FtsIndex when opened with_fts
     stamp: tuple[int, int] | None = None
     #: Per-request caches (filter masks), keyed by whoever needs them.
@@ -303,6 +306,12 @@ class Generation:
     @property
     def n_embedded(self) -> int:
         return int(self.meta.get("embedded", len(self.table)))
+
+    @property
+    def n_unsigned(self) -> int:
+        """Rows whose signatures are still to embed (``signatures``): the next embedding pass
+        adds them, without re-embedding the chunks."""
+        return len(self.table) - int(np.count_nonzero(self.signed)) if self.signed is not None else 0
 
 
 def load_meta(gen_dir: Path, expected_hash: str | None = None) -> dict[str, Any]:
@@ -350,7 +359,9 @@ def open_generation(gen_dir: Path, *, expected_hash: str | None = None, with_fts
         embedded = np.load(gen_dir / "embedded.npy", mmap_mode="r")
         n = int(meta.get("chunks", -1))
         dim = int(meta.get("dim", -1))
-        signatures = sigs.open_signatures(gen_dir, n, dim) if meta.get("signatures") else None
+        current = meta.get("signatures") == sigs.VERSION
+        signatures = sigs.open_signatures(gen_dir, n, dim) if current else None
+        signed = sigs.open_signed(gen_dir, embedded) if current else np.zeros(n, dtype=bool)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise DamagedGeneration(f"{name}: unreadable chunk table or vectors ({exc})") from None
     shapes_ok = (len(table) == n and table.cids.shape == (n,) and vectors.shape == (n, dim)
@@ -360,7 +371,7 @@ def open_generation(gen_dir: Path, *, expected_hash: str | None = None, with_fts
     if not shapes_ok:
         raise DamagedGeneration(f"{name}: the chunk table, vectors and meta disagree on the counts")
     gen = Generation(name=name, path=gen_dir, meta=meta, table=table, vectors=vectors, embedded=embedded,
-                     signatures=signatures, stamp=stamp)
+                     signatures=signatures, signed=signed, stamp=stamp)
     if with_fts:
         from cidx_daemon.search.fts import FtsIndex
 

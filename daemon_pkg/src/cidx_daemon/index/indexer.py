@@ -105,6 +105,8 @@ class IndexStats:
     embedded: int = 0
     #: chunks whose vectors came from the embedding cache instead
     cache_hits: int = 0
+    #: function signatures the model embedded in this run (cache misses; ``signatures``)
+    signatures_embedded: int = 0
     pending: int = 0
     reused_files: int = 0
     changed_files: int = 0
@@ -170,7 +172,9 @@ def index_project(
             plan = scan(root, icfg, previous, stats, progress, workers=workers)
         plan.changed |= damaged  # repair: publish a sound generation and a sound pointer
         t_scan = time.perf_counter()
-        pending_before = previous is not None and previous.n_embedded < len(previous)
+        # rows without a vector, or without their signatures' (an index made before them)
+        pending_before = previous is not None and (previous.n_embedded < len(previous)
+                                                   or previous.n_unsigned > 0)
         if previous is not None and not plan.changed and not (embed and pending_before):
             stats.unchanged = True
             stats.embedded, stats.pending = 0, len(previous) - previous.n_embedded
@@ -186,7 +190,9 @@ def index_project(
         stats.timings_s = {"scan": round(t_scan - t0, 3), "fts_first": round(t_fts - t_scan, 3)}
         # opened under the lock: once it is released a newer generation may prune this one (the
         # open table's maps outlive its files)
-        todo_gen = gens.open_generation(table_dir, with_fts=False) if embed and stats.pending else None
+        todo_gen = gens.open_generation(table_dir, with_fts=False) if embed else None
+        if todo_gen is not None and todo_gen.n_embedded == len(todo_gen) and not todo_gen.n_unsigned:
+            todo_gen = None
     # The lock is released: embedding takes minutes, and meanwhile the daemon's watcher keeps
     # publishing saved files (vectors are applied by chunk id to whatever is live then).
     if todo_gen is not None:
@@ -246,10 +252,6 @@ def _previous(idx: Path, icfg: dict[str, Any], progress: Progress) -> tuple[gens
     if gen.n_embedded and meta.get("model") != expected_model(icfg["embedder"]):
         # Same setting, another model behind it (e.g. "minilm" was fp32 before it was int8):
         # its vectors cannot be compared with this model's queries, so none carries over.
-        return None, damaged
-    if gen.n_embedded and meta.get("signatures") != sigs.VERSION:
-        # Embedded before (these) signature vectors: rebuilt, the chunks' own vectors come
-        # back from the embedding cache and only the signatures are embedded.
         return None, damaged
     return gen, damaged
 
@@ -446,8 +448,13 @@ def assemble(idx: Path, plan: Plan, previous: gens.Generation | None, icfg: dict
     # Carried vectors stay in the previous generation's files (hard links): a save writes a row map.
     vector_store.carry(previous.vectors if previous else None, previous.path if previous else None,
                        staged, n, dim, plan.carried)
+    signed = np.zeros(n, dtype=bool)
+    if previous is not None and previous.signatures is not None:  # (else: none yet, or outdated)
+        for new_first, old_first, count in plan.carried:
+            signed[new_first:new_first + count] = previous.signed[old_first:old_first + count]  # type: ignore[index]
     sigs.carry(previous.signatures if previous else None, previous.path if previous else None,
                staged, dim, plan.carried)
+    np.save(staged / sigs.SIGNED, signed)
     np.save(staged / "embedded.npy", embedded)
 
     from cidx_daemon.search.fts import FORMAT_VERSION as FTS_FORMAT
@@ -514,7 +521,8 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
         return
     lineage = gen.meta.get("lineage")
     embedded = np.asarray(gen.embedded)
-    todo = code_first(gen.table, np.flatnonzero(~embedded))
+    signed = np.asarray(gen.signed) if gen.signed is not None else np.zeros(len(gen), dtype=bool)
+    todo = code_first(gen.table, np.flatnonzero(~embedded | ~signed))
     if gen.meta.get("model") != embedder.name and embedded.any():
         raise RuntimeError(f"{gen.name} holds vectors of {gen.meta.get('model')}, not {embedder.name}")
     progress.phase("Embedding chunks", len(todo))
@@ -523,26 +531,33 @@ def embed_pending(idx: Path, config_dir: Path, embedder: Any, stats: IndexStats,
 
         cache = default_cache()
     warned = not cache.enabled
-    ready: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    ready: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}
     last = time.monotonic()
     done = 0
     for start in range(0, len(todo), batch):
         rows = todo[start:start + batch]
-        # each chunk's own text, then the signatures of the functions it defines (``signatures``)
-        texts = [embedding_input(gen.table, int(r)) for r in rows]
+        # each chunk's own text (unless it has its vector), then the signatures of the functions
+        # it defines (``signatures``)
+        need = ~embedded[rows]
+        texts = [embedding_input(gen.table, int(r)) for r in rows[need]]
+        bodies = len(texts)
         per_row = [sigs.texts_for(gen.table, int(r)) for r in rows]
-        ends = np.cumsum([len(rows)] + [len(t) for t in per_row])
+        ends = np.cumsum([bodies] + [len(t) for t in per_row])
         texts += [t for row_texts in per_row for t in row_texts]
         counter = _PerChunk(progress, len(rows), len(texts))
         vectors, hit = _embed_through_cache(embedder, cache, texts, counter)
-        hits = int(hit[:len(rows)].sum())  # counted by chunk: a chunk's signatures ride along
+        counter.finish()
+        hits = int(hit[:bodies].sum())  # counted by chunk; a chunk's signatures apart
         stats.cache_hits += hits
-        stats.embedded += len(rows) - hits
+        stats.embedded += bodies - hits
+        stats.signatures_embedded += int((~hit[bodies:]).sum())
         if not warned and not cache.enabled:
             progress.note(f"warning: {cache.error}")
             warned = True
+        body_at = np.cumsum(need) - 1
         for i, row in enumerate(rows.tolist()):
-            ready[int(gen.table.cids[row])] = (vectors[i], vectors[ends[i]:ends[i + 1]])
+            body = vectors[body_at[i]] if need[i] else None
+            ready[int(gen.table.cids[row])] = (body, vectors[ends[i]:ends[i + 1]])
         done += len(rows)
         stop = should_stop is not None and should_stop()
         if time.monotonic() - last >= checkpoint_s or stop or done == len(todo):
@@ -600,6 +615,12 @@ class _PerChunk:
             self.left -= step
             self.progress.advance(step)
 
+    def finish(self) -> None:
+        """Count what is left (rows with nothing to embed: a signed chunk without functions)."""
+        if self.left:
+            self.progress.advance(self.left)
+            self.left = 0
+
 
 def _embed_through_cache(embedder: Any, cache: EmbeddingCache, texts: list[str],
                          progress: Progress | _PerChunk) -> tuple[np.ndarray, np.ndarray]:
@@ -632,7 +653,7 @@ class IndexReplaced(Exception):
     """The live index is not the one the vectors were computed for (see ``_apply_vectors``)."""
 
 
-def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, tuple[np.ndarray, np.ndarray]],
+def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, tuple[np.ndarray | None, np.ndarray]],
                    embedder: Any, lineage: str | None) -> str | None:
     """Publish a generation identical to the live one but for the vectors of ``ready``
     (by chunk id; ids the live generation no longer holds are dropped). Returns its name.
@@ -655,20 +676,25 @@ def _apply_vectors(idx: Path, config_dir: Path, ready: dict[int, tuple[np.ndarra
             return None
         rows = pos[hit]
         found = [ready[cid] for cid in wanted[hit].tolist()]
-        vectors = np.stack([body for body, _ in found]).astype(np.float32, copy=False)
+        with_body = np.array([body is not None for body, _ in found], dtype=bool)
+        bodies = np.array([body for body, _ in found if body is not None], dtype=np.float32)
         counts = np.array([len(signed) for _, signed in found], dtype=np.int64)
-        signed = np.concatenate([s for _, s in found] + [np.zeros((0, vectors.shape[1]), np.float32)])
+        slots = np.concatenate([s for _, s in found] + [np.zeros((0, embedder.dim), np.float32)])
         embedded = np.array(gen.embedded)
-        embedded[rows] = True
-        return _publish_vectors(idx, gen, rows, vectors, embedded, embedder,
-                                (counts, signed.astype(np.float32, copy=False))).name
+        embedded[rows[with_body]] = True
+        signed = np.array(gen.signed) if gen.signed is not None else np.zeros(len(gen), dtype=bool)
+        signed[rows] = True
+        return _publish_vectors(idx, gen, rows[with_body], bodies.reshape(-1, embedder.dim), embedded,
+                                embedder, (rows, counts, slots.astype(np.float32, copy=False)), signed).name
 
 
 def _publish_vectors(idx: Path, gen: gens.Generation, rows: np.ndarray, vectors: np.ndarray,
-                     embedded: np.ndarray, embedder: Any, signed: tuple[np.ndarray, np.ndarray]) -> Path:
-    """A generation identical to ``gen`` but for ``vectors`` at ``rows`` (and the signature
-    vectors ``signed`` = (count per row, vectors)): everything else is hard-linked, and the
-    vectors are appended to the shared ones (``vector_store``)."""
+                     embedded: np.ndarray, embedder: Any, slots: tuple[np.ndarray, np.ndarray, np.ndarray],
+                     signed: np.ndarray) -> Path:
+    """A generation identical to ``gen`` but for ``vectors`` at ``rows`` and the signature
+    vectors ``slots`` = (rows, count per row, vectors), whose rows are then ``signed``:
+    everything else is hard-linked, and the vectors are appended to the shared ones
+    (``vector_store``)."""
     name = gens.next_name(idx)
     staged = gens.staging_dir(idx, name)
     for column in COLUMN_FILES:
@@ -677,10 +703,14 @@ def _publish_vectors(idx: Path, gen: gens.Generation, rows: np.ndarray, vectors:
         if (gen.path / column).exists():
             gens.link_or_copy(gen.path / column, staged / column)
     gens.link_tree(gen.path / gens.FTS_DIR, staged / gens.FTS_DIR)
-    vector_store.with_new_vectors(gen.vectors, gen.path, staged, rows, vectors)
-    sigs.with_new(gen.signatures, gen.path, staged, rows, *signed)
+    if len(rows):
+        vector_store.with_new_vectors(gen.vectors, gen.path, staged, rows, vectors)
+    else:  # only signatures (an index made before them): the chunks' vectors are as they were
+        vector_store.link_all(gen.path, staged)
+    sigs.with_new(gen.signatures, gen.path, staged, *slots)
     np.save(staged / "embedded.npy", embedded)
+    np.save(staged / sigs.SIGNED, signed)
     meta = {k: v for k, v in gen.meta.items() if k not in ("format", "sizes")}
-    meta.update(generation=name, created_at=time.time(), model=embedder.name, dim=int(vectors.shape[1]),
+    meta.update(generation=name, created_at=time.time(), model=embedder.name, dim=int(embedder.dim),
                 embedded=int(embedded.sum()), signatures=sigs.VERSION)
     return gens.publish(idx, staged, name, gens.write_meta(staged, meta))

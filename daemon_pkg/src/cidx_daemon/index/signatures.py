@@ -22,10 +22,12 @@ Storage (in a generation, format 4)::
     sig_vectors.npy ...    the slots' vectors, a ``vector_store`` of their own
                            (``vector_store.SIGNATURES``: base, delta, row map)
 
-A row's slots exist once the row is embedded (the embedder computes the chunk's vector and
-its signatures' together), so a full-text-first generation has none for its new rows, and
-a row's slots are carried with the row. Slots are kept in row order, so the best slot per
-row is one ``np.maximum.reduceat``.
+A row's slots exist once its signatures are embedded (``signed.npy``; the embedder computes
+a new chunk's vector and its signatures' together), so a full-text-first generation has
+none for its new rows, and a row's slots are carried with the row. An index made before
+signatures (or by another ``VERSION`` of them) keeps its chunks' vectors: its rows are
+unsigned, and the next embedding pass embeds only their signatures. Slots are kept in row
+order, so the best slot per row is one ``np.maximum.reduceat``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from cidx_daemon.index.vector_store import Vectors
 #: Bump when what is embedded for a signature changes: the next index rebuilds them.
 VERSION = 1
 OWNERS = "sig_owner.npy"
+#: bool (n,): which rows' signatures are embedded (a generation without it: the embedded rows).
+SIGNED = "signed.npy"
 FILES = (OWNERS, vector_store.SIGNATURES.base)
 #: Kinds (``chunking.Symbol.kind``) whose signatures are embedded.
 KINDS = frozenset({"function", "method", "macro"})
@@ -164,6 +168,17 @@ def open_signatures(gen_dir: Path, n_rows: int, dim: int) -> Signatures:
                         or bool((np.diff(owners) < 0).any())):
         raise ValueError(f"{OWNERS} is not ascending within the chunk rows")
     return Signatures(owners, vectors)
+
+
+def open_signed(gen_dir: Path, embedded: np.ndarray) -> np.ndarray:
+    """The rows whose signatures are embedded; ValueError if the file is not such a mask."""
+    path = Path(gen_dir) / SIGNED
+    if not path.exists():  # written before the mask: every embedded row got its signatures with it
+        return np.array(embedded, dtype=bool)
+    signed = np.load(path, mmap_mode="r")
+    if signed.dtype != np.bool_ or signed.shape != embedded.shape:
+        raise ValueError(f"{SIGNED} does not match the chunk rows")
+    return signed
 
 
 def write_empty(gen_dir: Path, dim: int) -> None:

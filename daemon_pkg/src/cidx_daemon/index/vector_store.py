@@ -204,6 +204,15 @@ def with_new_vectors(current: Vectors, current_dir: Path, gen_dir: Path, rows: n
     _link_or_compact(current, current_dir, Path(gen_dir), mapping, np.concatenate([old, vectors]), files)
 
 
+def link_all(previous_dir: Path, gen_dir: Path, files: VectorFiles = CHUNKS) -> None:
+    """The same vectors in a new generation: every file of the store hard-linked."""
+    from cidx_daemon.index.generation import link_or_copy
+
+    for name in files:
+        if (Path(previous_dir) / name).exists():
+            link_or_copy(Path(previous_dir) / name, Path(gen_dir) / name)
+
+
 def remapped(previous: Vectors, previous_dir: Path, gen_dir: Path, mapping: np.ndarray,
              new_vectors: np.ndarray | None, files: VectorFiles) -> None:
     """Write a store whose row i is ``previous``'s stored vector ``mapping[i]`` (-1: none), or,

@@ -259,7 +259,7 @@ class Refresher:
         from cidx_daemon.index.indexer import IndexStats, _Silent, embed_pending
 
         gen, _ = gens.open_live(self.idx, with_fts=False)
-        if gen is None or gen.n_embedded >= len(gen) or self._lease_taken():
+        if gen is None or (gen.n_embedded >= len(gen) and not gen.n_unsigned) or self._lease_taken():
             return
         try:
             embedder = self._background_embedder(gen.meta["embedder"])
