@@ -33,7 +33,7 @@ ROOT = HERE.parent.parent
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cidx-bench" / "quality"
 DEFAULT_DEV_DATA = ROOT.parent / "shared" / "bench-data" / "semble-python"
 QUICK_DEV = ("flask", "httpx", "requests", "starlette")
-SETS = ("dev", "heldout", "stdlib")
+SETS = ("dev", "heldout", "stdlib", "stdlib-heldout")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -158,12 +158,13 @@ def run_annotated_set(set_name: str, args: argparse.Namespace, engine_fp: str,
     return out
 
 
-def run_stdlib_set(args: argparse.Namespace, engine_fp: str) -> dict[str, Any]:
-    say("==> stdlib docstring set: building the corpus")
-    source, queries, summary = stdlib_set.ensure(args.cache_dir, quick=args.quick)
-    name = "stdlib-doc-quick" if args.quick else "stdlib-doc"
+def run_stdlib_set(args: argparse.Namespace, engine_fp: str, heldout: bool = False) -> dict[str, Any]:
+    label = "stdlib-heldout" if heldout else "stdlib"
+    say(f"==> {label} docstring set: building the corpus")
+    source, queries, summary = stdlib_set.ensure(args.cache_dir, quick=args.quick, heldout=heldout)
+    name = source.name
     built = ensure_index(name, source, args.cache_dir, engine_fp, args.overrides, args.reindex)
-    say(f"==> stdlib: {len(queries)} queries x {len(args.modes)} modes")
+    say(f"==> {label}: {len(queries)} queries x {len(args.modes)} modes")
     rows = ev.run_docstrings(built.config_path, queries, args.modes, args.latency_runs)
     cidx.close(built.config_path)
     corpus = {**summary, "chunks": built.stats.get("chunks")}
@@ -260,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     sets: dict[str, Any] = {}
     for set_name in args.sets:
-        if set_name == "stdlib":
+        if set_name in ("stdlib", "stdlib-heldout"):
             if not args.repos:
-                sets["stdlib"] = run_stdlib_set(args, engine_fp)
+                sets[set_name] = run_stdlib_set(args, engine_fp, heldout=set_name == "stdlib-heldout")
             continue
         got = run_annotated_set(set_name, args, engine_fp, failures)
         if got:

@@ -1,7 +1,7 @@
 """Measure ranking variants fast: every query of a set against already-built indexes, in-process.
 
-    .venv-dev/bin/python -m bench.quality.tune [--set dev|heldout|both|stdlib] [--modes ...] \
-        [--param definition_boost=2.5 --param saturation=0.6 ...] [--per-query]
+    .venv-dev/bin/python -m bench.quality.tune [--set dev|heldout|both|stdlib|stdlib-heldout|stdlib-both] \
+        [--modes ...] [--param definition_boost=2.5 --param saturation=0.6 ...] [--per-query]
 
 The full benchmark (``run.py``) also times queries, digs 100 deep and writes reports; a
 ranking experiment needs only NDCG@10 per repo, category and mode, in seconds. Indexes
@@ -86,20 +86,21 @@ def evaluate(set_name: str, modes: list[str], per_query: bool) -> dict[str, dict
     return {"overall": overall, **by_repo}
 
 
-def evaluate_stdlib(modes: list[str], per_query: bool) -> dict[str, dict[str, float]]:
-    """The stdlib docstring -> function set: MRR@10 per mode (its index must be built by run.py)."""
-    source, queries, _ = ensure_stdlib_set(DEFAULT_CACHE, quick=False)
-    built = ensure_index("stdlib-doc", source, DEFAULT_CACHE, cidx.engine_fingerprint(), {})
+def evaluate_stdlib(modes: list[str], per_query: bool, heldout: bool = False) -> dict[str, dict[str, float]]:
+    """The stdlib docstring -> function set (or its held-out twin): MRR@10 per mode (built here
+    if run.py has not)."""
+    source, queries, _ = ensure_stdlib_set(DEFAULT_CACHE, quick=False, heldout=heldout)
+    built = ensure_index(source.name, source, DEFAULT_CACHE, cidx.engine_fingerprint(), {})
     ranks: dict[str, list[float]] = {m: [] for m in modes}
     for q in queries:
         for mode in modes:
             rank = target_rank(ev._hits(cidx.search(built.config_path, q.text, mode, ev.K)), q.target)
             ranks[mode].append(reciprocal_rank(rank, ev.K))
             if per_query:
-                print(f"stdlib {mode:8} {rank or '-':>3}  {q.qualname}: {q.text}")
+                print(f"{source.name} {mode:8} {rank or '-':>3}  {q.qualname}: {q.text}")
     cidx.close(built.config_path)
     overall = {m: mean(v) for m, v in ranks.items()}
-    print(f"\nstdlib ({len(queries)} queries): MRR@10")
+    print(f"\n{source.name} ({len(queries)} queries): MRR@10")
     print("".join(f"{m:>10}" for m in modes))
     print("".join(f"{overall[m]:10.3f}" for m in modes))
     return {"overall": overall}
@@ -107,7 +108,8 @@ def evaluate_stdlib(modes: list[str], per_query: bool) -> dict[str, dict[str, fl
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--set", default="dev", choices=("dev", "heldout", "both", "stdlib"))
+    p.add_argument("--set", default="dev",
+                   choices=("dev", "heldout", "both", "stdlib", "stdlib-heldout", "stdlib-both"))
     p.add_argument("--modes", nargs="+", default=["hybrid", "semantic", "fts"])
     p.add_argument("--param", action="append", default=[])
     p.add_argument("--per-query", action="store_true")
@@ -117,9 +119,10 @@ def main() -> int:
     print(f"params: {params}")
     t0 = time.monotonic()
     out = {}
-    for set_name in (("dev", "heldout") if args.set == "both" else (args.set,)):
-        if set_name == "stdlib":
-            out[set_name] = evaluate_stdlib(args.modes, args.per_query)
+    groups = {"both": ("dev", "heldout"), "stdlib-both": ("stdlib", "stdlib-heldout")}
+    for set_name in groups.get(args.set, (args.set,)):
+        if set_name.startswith("stdlib"):
+            out[set_name] = evaluate_stdlib(args.modes, args.per_query, heldout=set_name == "stdlib-heldout")
         else:
             out[set_name] = evaluate(set_name, args.modes, args.per_query)
     print(f"({time.monotonic() - t0:.0f}s)")

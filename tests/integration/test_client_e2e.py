@@ -283,7 +283,7 @@ def test_handed_off_commands_keep_their_flags(project: Path) -> None:
     assert stale["stale"]["added"] == 1
     indexed = cidx("index", "--quiet", cwd=project)
     assert indexed.returncode == 0, indexed.stdout
-    assert "1 chunks and 1 function signatures embedded" in indexed.stdout, indexed.stdout
+    assert "1 chunks and 1 function texts embedded" in indexed.stdout, indexed.stdout
     proc = cidx("query", "handed_off_marker", "--fts", "--json", cwd=project)
     assert json.loads(proc.stdout)["results"][0]["path"] == "net/extra.py"
     cleared = cidx("index", "--clear", "--json", cwd=project)

@@ -141,10 +141,10 @@ def test_ray_index_matches_a_local_index(cluster_run: dict[str, Path]) -> None:
     stdout = (out / "ray.stdout").read_text()
     local, remote = _live(cluster_run["local"]), _live(cluster_run["remote"])
     texts = len(remote) + len(remote.signatures or ())  # each chunk, and its functions' signatures
-    assert f"Ray: {texts} texts (chunks and function signatures) embedded by 2 actors on 2 node(s)" \
+    assert f"Ray: {texts} texts (chunks and function texts) embedded by 2 actors on 2 node(s)" \
         in stdout, stdout
     again = (out / "again.stdout").read_text()
-    assert "Ray: 0 texts (chunks and function signatures) embedded by 2 actors" in again, \
+    assert "Ray: 0 texts (chunks and function texts) embedded by 2 actors" in again, \
         again + (out / "again.stderr").read_text()
     assert remote.n_embedded == len(remote) == len(local) > 50
     assert remote.table.texts() == local.table.texts()

@@ -38,6 +38,18 @@ def test_a_signature_ends_where_the_body_starts(lines: list[str], expected: str)
     assert sigs.signature(lines, 0) == expected
 
 
+@pytest.mark.parametrize(("name", "words"), [
+    ("get_content_charset", "\nget content charset"),
+    ("getEffectiveLevel", "\nget effective level"),
+    ("_parse_command_opts", "\nparse command opts"),
+    ("HTTPAdapter", "\nhttp adapter"),
+    ("running", ""),
+    ("__init__", ""),
+])
+def test_a_compound_name_is_also_given_as_words(name: str, words: str) -> None:
+    assert sigs.name_words(name) == words
+
+
 @settings(max_examples=300, deadline=None)
 @given(lines=st.lists(st.text(max_size=120), min_size=1, max_size=20), first=st.integers(0, 25))
 def test_any_text_gives_one_bounded_line(lines: list[str], first: int) -> None:
@@ -196,7 +208,8 @@ def test_a_chunk_scores_as_its_closest_signature(tmp_path: Path) -> None:
     gen = gens.open_live(gens.index_dir(root / cfgmod.CONFIG_DIR), with_fts=False)[0]
     assert gen is not None and gen.signatures is not None and gen.n_embedded == len(gen)
     row = next(r for r in range(len(gen)) if gen.table.file_of(r).path == "shipping.py")
-    assert sigs.texts_for(gen.table, row) == ["shipping.py\ndef compute_shipping_cost(order, destination):"]
+    assert sigs.texts_for(gen.table, row) == [
+        "shipping.py\ndef compute_shipping_cost(order, destination):\ncompute shipping cost"]
     assert np.asarray(gen.signatures.owners).tolist().count(row) == 1
 
     query = "compute the shipping cost of an order"
@@ -209,3 +222,37 @@ def test_a_chunk_scores_as_its_closest_signature(tmp_path: Path) -> None:
     doc = Engine(config).query({"query": query, "semantic": True})
     hit = next(r for r in doc["results"] if r["path"] == "shipping.py")
     assert hit["scores"]["semantic"] == pytest.approx(signature, abs=0.02)
+
+
+def test_functions_sharing_a_chunk_are_also_embedded_by_their_own_text(tmp_path: Path) -> None:
+    """Small definitions merged into one chunk each get their signature and their own first
+    ``BODY_CHARS`` (up to the next definition), so "return True if the future is running"
+    meets ``return self._state == RUNNING`` and not the average of its neighbours; a function
+    alone in its chunk gets only its signature (the chunk's vector is its text already)."""
+    from cidx_daemon.index import generation as gens
+    from cidx_daemon.index.indexer import index_project
+    from cidx_shared import config as cfgmod
+    from helpers import write_project
+
+    filler = "".join(f"    # note {i}: the weight is in kilograms\n" for i in range(8))
+    root = write_project(tmp_path / "proj", {
+        "future.py": "class Future:\n"
+                     "    def running(self):\n        return self._state == RUNNING\n\n"
+                     "    def done(self):\n        return self._state in (CANCELLED, FINISHED)\n",
+        "shipping.py": f"def compute_shipping_cost(order):\n{filler}    return order.weight * 3\n",
+    })
+    config = cfgmod.init_project(root)
+    index_project(config)
+    gen = gens.open_live(gens.index_dir(root / cfgmod.CONFIG_DIR), with_fts=False)[0]
+    assert gen is not None and gen.signatures is not None
+    rows = {gen.table.file_of(r).path: r for r in range(len(gen))}
+    assert sigs.texts_for(gen.table, rows["future.py"]) == [
+        "future.py Future\ndef running(self):",
+        "future.py Future\ndef running(self):\n        return self._state == RUNNING",
+        "future.py Future\ndef done(self):",
+        "future.py Future\ndef done(self):\n        return self._state in (CANCELLED, FINISHED)",
+    ]
+    alone = ["shipping.py\ndef compute_shipping_cost(order):\ncompute shipping cost"]
+    assert sigs.texts_for(gen.table, rows["shipping.py"]) == alone
+    owners = np.asarray(gen.signatures.owners).tolist()
+    assert owners.count(rows["future.py"]) == 4 and owners.count(rows["shipping.py"]) == 1

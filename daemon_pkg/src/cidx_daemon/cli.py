@@ -216,7 +216,7 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
             Path(marker).write_text("done\n")
     if ray is not None and not args.json:
         rate = f" at {ray.throughput():,.1f} texts/s" if ray.texts_done else ""
-        print(f"Ray: {ray.texts_done} texts (chunks and function signatures) embedded by {ray.actors} "
+        print(f"Ray: {ray.texts_done} texts (chunks and function texts) embedded by {ray.actors} "
               f"actors on {ray.nodes} node(s){rate}")
     if args.json:
         print(json.dumps(stats.to_json(), indent=2))
@@ -227,7 +227,7 @@ def cmd_index(args: argparse.Namespace, config_path: Path, started: float) -> in
               f"(checked in {stats.timings_s['total']:.1f}s)")
     else:
         n_sigs = stats.signatures_embedded
-        signatures = f" and {n_sigs} function signatures" if n_sigs else ""
+        signatures = f" and {n_sigs} function texts" if n_sigs else ""
         print(f"Indexed {stats.files} files, {stats.chunks} chunks into {stats.generation} "
               f"({stats.embedded} chunks{signatures} embedded, {stats.cache_hits} from the embedding cache, "
               f"{stats.reused_files} files unchanged, "

@@ -105,7 +105,8 @@ class IndexStats:
     embedded: int = 0
     #: chunks whose vectors came from the embedding cache instead
     cache_hits: int = 0
-    #: function signatures the model embedded in this run (cache misses; ``signatures``)
+    #: function texts (signatures; in a shared chunk also their code) the model embedded in this
+    #: run (cache misses; ``signatures``)
     signatures_embedded: int = 0
     pending: int = 0
     reused_files: int = 0

@@ -224,7 +224,7 @@ class RayEmbedder:
         return self.embed_documents([text])[0]
 
     def throughput(self) -> float:
-        """Texts (chunks and function signatures) per second the cluster delivered while it had work."""
+        """Texts (chunks and function texts) per second the cluster delivered while it had work."""
         return self.texts_done / self.busy_s if self.busy_s else 0.0
 
     def _lost(self, exc: BaseException) -> EmbedderError:
