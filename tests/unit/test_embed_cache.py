@@ -179,8 +179,9 @@ def test_a_branch_switched_away_and_back_re_embeds_nothing(tmp_path: Path) -> No
     assert first.embedded == first.chunks > 0 and first.cache_hits == 0
     # one batch: the chunks, code first and docs last (indexer.code_first), then their signatures
     assert "docs/notes.md" in embedder.embedded[first.chunks - 1]
-    assert embedder.embedded[first.chunks:] == ["net/fetch.py\ndef fetch_with_timeout(url, timeout=10.0):",
-                                                "sort.py\ndef bubble_sort(items):"]
+    assert embedder.embedded[first.chunks:] == [
+        "net/fetch.py\ndef fetch_with_timeout(url, timeout=10.0):\nfetch with timeout",
+        "sort.py\ndef bubble_sort(items):\nbubble sort"]
     texts_first = len(embedder.embedded)
 
     originals = {name: (root / name).read_text() for name in ("net/fetch.py", "sort.py")}

@@ -335,9 +335,12 @@ class ChunkTable:
         directory = Path(directory)
         self.files = [FileRecord(**rec) for rec in
                       json.loads((directory / "files.json").read_text(encoding="utf-8"))]
-        self.rows = np.load(directory / "rows.npy", mmap_mode="r")
-        self.cids = np.load(directory / "cids.npy", mmap_mode="r")
-        self._offsets = np.load(directory / "text_off.npy", mmap_mode="r")
+        # Plain ndarray views of the maps (np.asarray: no copy, still paged in lazily): a
+        # memmap's own __getitem__ costs twice an ndarray's, and a query asks for a few
+        # hundred single rows.
+        self.rows = np.asarray(np.load(directory / "rows.npy", mmap_mode="r"))
+        self.cids = np.asarray(np.load(directory / "cids.npy", mmap_mode="r"))
+        self._offsets = np.asarray(np.load(directory / "text_off.npy", mmap_mode="r"))
         self._blob: mmap.mmap | bytes = b""
         with open(directory / "text.bin", "rb") as fh:
             if fh.seek(0, 2):  # mmap refuses empty files; the map outlives the descriptor
@@ -345,7 +348,7 @@ class ChunkTable:
         self._sym_blob: mmap.mmap | bytes = b""
         self._sym_offsets: np.ndarray | None = None
         if (directory / "sym_off.npy").exists():
-            self._sym_offsets = np.load(directory / "sym_off.npy", mmap_mode="r")
+            self._sym_offsets = np.asarray(np.load(directory / "sym_off.npy", mmap_mode="r"))
             with open(directory / "symbols.bin", "rb") as fh:
                 if fh.seek(0, 2):
                     self._sym_blob = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
