@@ -64,37 +64,49 @@ def term_spans(text: str, planned: Sequence[PlannedClause], *, case_sensitive: b
     for clause in planned:
         wholes.update(clause.whole)
     seqs = [c.seq for c in planned if c.seq]
+    # A one-token sequence (every plain word's) marks each token it holds: counted per token as
+    # it is read, instead of a pass over all tokens per word (most of a result's highlighting).
+    single: dict[str, int] = {}
+    for seq in seqs:
+        if len(seq) == 1:
+            for alt in seq[0]:
+                single[alt] = single.get(alt, 0) + 1
+    longer = [seq for seq in seqs if len(seq) > 1]
     hits: Spans = {}
     # A line holding none of the query's tokens as a substring cannot match: it is not
     # tokenized. In its place goes one token that matches nothing, which breaks a phrase
     # exactly as its own words did. A plain word is its own only part: it is not split
     # (splitting every word was most of a query's result building).
     needle = probe(frozenset(wholes.union(*(alt for seq in seqs for alt in seq))))
-    # Every part token in reading order: (key, line, start, end). Words never
-    # cross lines, so tokenizing line by line equals tokenizing the chunk.
+    # Every part token in reading order: (key, line, start, end), kept only for phrases. Words
+    # never cross lines, so tokenizing line by line equals tokenizing the chunk.
     part_tokens: list[tuple[str, int, int, int]] = []
     for lineno, line in enumerate(analyzer.chunk_lines(text)):
         if not needle.pattern or not needle.search(line if case_sensitive else line.lower()):
-            if seqs and analyzer.WORD_RE.search(line):
+            if longer and analyzer.WORD_RE.search(line):
                 part_tokens.append(("", lineno, 0, 0))
             continue
         for m in analyzer.WORD_RE.finditer(line):
             word, base = m.group(), m.start()
             key = word if case_sensitive else word.lower()
             if _one_part(word):  # most words: their only part is themselves
-                part_tokens.append((key, lineno, base, m.end()))
-                if key in wholes:  # as the whole word and as its part, like a compound's
-                    hits.setdefault(lineno, []).extend(((base, m.end()), (base, m.end())))
+                if longer:
+                    part_tokens.append((key, lineno, base, m.end()))
+                found = single.get(key, 0) + (2 if key in wholes else 0)  # whole and part, as a compound's
+                if found:
+                    hits.setdefault(lineno, []).extend([(base, m.end())] * found)
                 continue
             if key in wholes:
                 hits.setdefault(lineno, []).append((base, m.end()))
             for a, b in analyzer.part_spans(word):
                 part = word[a:b]
                 pkey = part if case_sensitive else part.lower()
-                part_tokens.append((pkey, lineno, base + a, base + b))
-                if pkey in wholes:
-                    hits.setdefault(lineno, []).append((base + a, base + b))
-    for seq in seqs:
+                if longer:
+                    part_tokens.append((pkey, lineno, base + a, base + b))
+                found = single.get(pkey, 0) + (1 if pkey in wholes else 0)
+                if found:
+                    hits.setdefault(lineno, []).extend([(base + a, base + b)] * found)
+    for seq in longer:
         n = len(seq)
         first = seq[0]
         for i in range(len(part_tokens) - n + 1):
