@@ -519,7 +519,9 @@ class Speller:
         for piece, word in (*self.pieces, *_GLUE_PIECES):
             self._by_start.setdefault(piece[:2], []).append((piece, word))
         self._tokens: dict[str, tuple[int, frozenset[str]]] = {}
-        self._grams = frozenset(p[:3] for p, _ in self.pieces)  # every piece has 3+ letters
+        grams = sorted({p[:3] for p, _ in self.pieces})  # every piece has 3+ letters
+        # one C-level scan of a token instead of a Python loop over its positions
+        self._gram_search = re.compile("|".join(map(re.escape, grams))).search if grams else None
         self._hints: dict[str, bool] = {}
         self._names: dict[str, float] = {}
         self._owners: dict[str, bool] = {}
@@ -528,7 +530,7 @@ class Speller:
         """Whether a query word's piece may occur in ``token`` (its first three letters do)."""
         got = self._hints.get(token)
         if got is None:
-            got = self._hints[token] = any(token[i:i + 3] in self._grams for i in range(len(token) - 2))
+            got = self._hints[token] = self._gram_search is not None and self._gram_search(token) is not None
         return got
 
     def _token(self, token: str) -> tuple[int, frozenset[str]]:
