@@ -297,6 +297,31 @@ def test_a_daemon_adds_the_signatures_an_upgraded_index_lacks(project: Path,
     assert len(new.signatures) > 0 and new.n_embedded == len(new)
 
 
+def test_function_texts_of_another_version_are_replaced_alone(project: Path) -> None:
+    """What a function's texts are changes with ``signatures.VERSION`` (2: the shared chunk's
+    function texts and the names' words). An index written by another version answers by its
+    chunks' vectors, and the next run replaces only the function texts."""
+    from cidx_daemon.index import signatures as sigs
+
+    gen_dir = live(project)
+    meta = json.loads((gen_dir / "meta.json").read_text())
+    meta = {k: v for k, v in meta.items() if k != "sizes"} | {"signatures": sigs.VERSION - 1}
+    meta_hash = gens.write_meta(gen_dir, meta)
+    (idx_of(project) / "CURRENT").write_text(f"{gen_dir.name}\n{meta_hash}\n", encoding="ascii")
+    old = gens.open_live(idx_of(project), with_fts=False)[0]
+    assert old is not None and old.signatures is None and old.n_unsigned == len(old) == old.n_embedded
+    doc = query(project, "retry with backoff", semantic=True)
+    assert doc["error"] is None and "net/fetch.py" in {r["path"] for r in doc["results"]}, doc
+    base_inode = os.stat(old.path / "vectors.npy").st_ino
+    stats = index_project(config_of(project))
+    assert stats.embedded == 0 and not stats.unchanged, stats
+    new = gens.open_live(idx_of(project), with_fts=False)[0]
+    assert new is not None and new.meta["signatures"] == sigs.VERSION and new.n_unsigned == 0
+    assert new.signatures is not None and len(new.signatures) > 0
+    assert os.stat(new.path / "vectors.npy").st_ino == base_inode  # chunk vectors linked, not rewritten
+    assert index_project(config_of(project)).unchanged
+
+
 def test_code_is_embedded_before_tests_docs_and_examples(tmp_path: Path) -> None:
     # Until every vector exists semantic search sees only what is embedded: the likeliest
     # answers go first, whatever the alphabet says (benchmarks/ and docs/ sort before src/).
