@@ -7,8 +7,8 @@ The full benchmark (``run.py``) also times queries, digs 100 deep and writes rep
 ranking experiment needs only NDCG@10 per repo, category and mode, in seconds. Indexes
 must exist already (``run.py`` builds and caches them). Each ``--param`` sets a field of
 ``cidx_daemon.search.ranking.RankingParams`` for this process only; ``weights.symbol=0.2,0.8``
-sets one query kind's (semantic, fts) weights. Development aid only: the reported figures
-come from ``run.py``.
+sets one query kind's (semantic, fts) weights; any other tuple field takes comma-separated
+floats. Development aid only: the reported figures come from ``run.py``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def _set_params(assignments: list[str]) -> Any:
             params = dataclasses.replace(params, weights={**params.weights, kind: (sem, fts)})
         else:
             current = getattr(params, key)
-            params = dataclasses.replace(params, **{key: type(current)(value)})
+            parsed = tuple(float(v) for v in value.split(",")) if isinstance(current, tuple) \
+                else type(current)(value)
+            params = dataclasses.replace(params, **{key: parsed})
     ranking.DEFAULT = params  # the engine reads it at every query
     return params
 

@@ -151,6 +151,12 @@ def test_query_words_meet_file_names_by_their_stem(query: str, path: str, matche
     ("open a url with a timeout", "urlopen", True),
     ("Return true if the pathname refers to an existing directory", "isdir", True),
     ("Return true if the pathname refers to an existing directory", "isfile", False),
+    # a three-letter prefix ("sta" of "standard") does not spell the start of another word...
+    ("Standard deviation of the normal distribution", "__getstate__", False),
+    # ...but ends a name's word (plural too), and a longer one is mostly the word's own stem
+    ("positional argument validators", "PositionalArgs", True),
+    ("Generated requirements specified for this Distribution", "requires", True),
+    ("Asserts that the message in a triggered warning matches a regexp", "assertWarnsRegex", True),
 ])
 def test_a_sentence_spells_the_names_it_describes(query: str, name: str, spelt: bool) -> None:
     speller = ranking.Speller(ranking._spelling_vocabulary(query), len(classify(query).words))
@@ -281,6 +287,28 @@ def test_a_description_of_behaviour_keeps_the_best_files_other_functions_close()
     topic = [r.row for r in _rank(legs, "number of days in a month", texts, paths)]
     assert described[:3] == [0, 1, 2]
     assert topic[:3] == [0, 2, 1]
+
+
+def test_within_a_file_a_description_of_behaviour_is_ordered_by_meaning() -> None:
+    """Both legs point at one file; full text's best chunk there repeats the sentence's
+    words (``makeLogRecord``'s docstring), semantic is surest of another (``formatTime``). For
+    a description of behaviour the file's chunks are ordered by meaning; for a topic, by both
+    legs as before."""
+    texts = {0: "def makeLogRecord(d): 'Make a LogRecord from the specified dict' ...",
+             1: "def formatTime(self, record): ct = self.converter(record.created) ...",
+             2: "def other(): pass", 3: "def unrelated(): pass"}
+    paths = {0: "logging.py", 1: "logging.py", 2: "logging.py", 3: "os.py"}
+    legs = {"semantic": [(1, 0.80), (0, 0.70), (2, 0.65), (3, 0.30)], "fts": [(0, 12.0), (3, 3.0)]}
+    described = [r.row for r in _rank(legs, "Return the creation time of the specified LogRecord as text",
+                                      texts, paths)]
+    topic = [r.row for r in _rank(legs, "creation time of the specified LogRecord as text", texts, paths)]
+    assert described[:2] == [1, 0]
+    assert topic[:2] == [0, 1]
+    # the file's place among the others is both legs' still: os.py stays last
+    assert described[-1] == topic[-1] == 3
+    off = ranking.dataclasses.replace(ranking.DEFAULT, describing_order_by_meaning=False)
+    assert [r.row for r in _rank(legs, "Return the creation time of the specified LogRecord as text",
+                                 texts, paths, params=off)][:2] == [0, 1]
 
 
 def test_a_short_name_in_a_sentence_is_an_identifier() -> None:
