@@ -7,7 +7,8 @@ change costs, so figures from two runs cannot be compared. This captures the inp
 ``ranking.rank`` for the stdlib set's hybrid queries once (legs, table callbacks), loads
 ``search/ranking.py`` as it is at ``--ref`` beside the current one, and times both on the
 same inputs, alternating round by round: the medians and their ratio are the cost of the
-change. Needs the stdlib set's index (``run.py`` builds it).
+change. Caches keyed by the query are emptied before each round, as a daemon meets each
+query once. Needs the stdlib set's index (``run.py`` builds it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
+import re
 import statistics
 import subprocess
 import sys
@@ -47,6 +49,19 @@ def _module_at(ref: str, directory: Path) -> Any:
     return module
 
 
+#: Caches keyed by the query (or compiled from it): a daemon meets each query once, so a
+#: round that found them warm from the last would time what no user sees.
+_PER_QUERY_CACHES = ("classify", "_spelling_words", "_spelling_vocabulary", "_path_match", "_definition_re")
+
+
+def _forget_queries(module: Any) -> None:
+    for name in _PER_QUERY_CACHES:
+        cached = getattr(module, name, None)
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+    re.purge()  # patterns compiled from a query's words
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ref", default="HEAD", help="git ref of the baseline (default HEAD)")
@@ -73,6 +88,7 @@ def main() -> int:
         times: dict[str, list[float]] = {args.ref: [], "checkout": []}
         for _ in range(args.rounds):
             for name, module in ((args.ref, baseline), ("checkout", ranking)):
+                _forget_queries(module)
                 started = time.perf_counter()
                 accepted = inspect.signature(module.rank).parameters  # a newer argument is left out
                 for legs, kw in captured:
