@@ -328,10 +328,12 @@ def status_text(info: dict[str, Any]) -> str:
                      else "Index: none yet; run the index tool")
     else:
         pending = (index.get("pending") or {}).get("embed") or 0
+        texts = (index.get("pending") or {}).get("function_texts") or 0
         size = float(index.get("size_bytes") or 0) / 1e6
         lines.append(f"Index: {index.get('files')} files, {index.get('chunks')} chunks in "
                      f"{index.get('generation')}, model {index.get('model')}, {size:.1f} MB"
-                     + (f", {pending} chunks not embedded yet (full text covers them)" if pending else ""))
+                     + (f", {pending} chunks not embedded yet (full text covers them)" if pending else "")
+                     + (f", {texts} chunks' function texts not embedded yet" if texts else ""))
         stale = index.get("stale") or {}
         changes = sum(int(stale.get(k) or 0) for k in ("changed", "added", "deleted"))
         lines.append("Freshness: up to date" if not changes else

@@ -312,6 +312,9 @@ def test_function_texts_of_another_version_are_replaced_alone(project: Path) -> 
     assert old is not None and old.signatures is None and old.n_unsigned == len(old) == old.n_embedded
     doc = query(project, "retry with backoff", semantic=True)
     assert doc["error"] is None and "net/fetch.py" in {r["path"] for r in doc["results"]}, doc
+    from cidx_daemon.search.engine import Engine
+
+    assert Engine(config_of(project)).status()["pending"] == {"embed": 0, "function_texts": len(old)}
     base_inode = os.stat(old.path / "vectors.npy").st_ino
     stats = index_project(config_of(project))
     assert stats.embedded == 0 and not stats.unchanged, stats
@@ -319,6 +322,7 @@ def test_function_texts_of_another_version_are_replaced_alone(project: Path) -> 
     assert new is not None and new.meta["signatures"] == sigs.VERSION and new.n_unsigned == 0
     assert new.signatures is not None and len(new.signatures) > 0
     assert os.stat(new.path / "vectors.npy").st_ino == base_inode  # chunk vectors linked, not rewritten
+    assert Engine(config_of(project)).status()["pending"] == {"embed": 0}
     assert index_project(config_of(project)).unchanged
 
 

@@ -278,6 +278,14 @@ def test_status_and_index_tools() -> None:
     assert call(s, "index", {"clear": True})["isError"] is True
 
 
+def test_status_names_chunks_whose_function_texts_are_still_to_embed() -> None:
+    info = FakeBackend().status()
+    info["index"]["pending"] = {"embed": 2, "function_texts": 5}
+    text = mp.status_text(info)
+    assert "2 chunks not embedded yet" in text and "5 chunks' function texts not embedded yet" in text
+    assert "function texts" not in mp.status_text(FakeBackend().status())
+
+
 def test_structured_content_matches_the_output_schemas() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     s, _ = session()

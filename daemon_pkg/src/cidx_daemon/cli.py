@@ -335,8 +335,11 @@ def cmd_status(args: argparse.Namespace, config_path: Path, started: float) -> i
         print(f"Damage:     {problem}")
     print(f"Generation: {info['generation']} (indexed {when})")
     pending = info["pending"]["embed"]
+    texts = info["pending"].get("function_texts", 0)
     print(f"Files:      {info['files']}   Chunks: {info['chunks']}"
-          + (f"   Pending: {pending} not embedded yet" if pending else ""))
+          + (f"   Pending: {pending} not embedded yet" if pending else "")
+          + (f"   Function texts: {texts} chunks' to embed (by the next 'cidx index' or the daemon)"
+             if texts else ""))
     print(f"Model:      {info['model']}")
     print(f"Size:       {info['size_bytes'] / 1e6:.1f} MB")
     changes = stale["changed"] + stale["added"] + stale["deleted"]

@@ -298,12 +298,18 @@ class Engine:
             info["indexed"] = False
             return info
         meta = gen.meta
+        pending = {"embed": len(gen) - gen.n_embedded}
+        # Embedded chunks whose function texts are not (yet, or of an older version): semantic
+        # search answers for them by the chunk's own vector until the next embedding pass.
+        texts = gen.n_unsigned - pending["embed"]
+        if texts > 0:
+            pending["function_texts"] = texts
         info.update({
             "indexed": True,
             "files": meta["files"],
             "chunks": meta["chunks"],
             "embedded": gen.n_embedded,
-            "pending": {"embed": len(gen) - gen.n_embedded},
+            "pending": pending,
             "model": meta["model"],
             "embedder": meta["embedder"],
             "chunker": meta.get("chunker"),
