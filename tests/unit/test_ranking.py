@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cidx_daemon.search import ranking
 from cidx_daemon.search.ranking import MIXED, SYMBOL, TEXT, classify, defines, rank, role_factor
@@ -309,6 +311,24 @@ def test_within_a_file_a_description_of_behaviour_is_ordered_by_meaning() -> Non
     off = ranking.dataclasses.replace(ranking.DEFAULT, describing_order_by_meaning=False)
     assert [r.row for r in _rank(legs, "Return the creation time of the specified LogRecord as text",
                                  texts, paths, params=off)][:2] == [0, 1]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.floats(0, 5), st.floats(0, 1)), min_size=1, max_size=12))
+def test_ordering_a_files_chunks_keeps_its_scores_and_its_place(rows: list[tuple[str, float, float]]) -> None:
+    """``_order_files_by`` hands a file's scores out again: each file keeps the same scores (so
+    files interleave as before), and within a file they follow the key."""
+    fused = {i: ranking.Ranked(i, score, {}, {}) for i, (_path, score, _key) in enumerate(rows)}
+    key = {i: k for i, (_path, _score, k) in enumerate(rows)}
+
+    def path_of(row: int) -> str:
+        return rows[row][0]
+
+    before = {p: sorted(r.score for r in fused.values() if path_of(r.row) == p) for p in "abc"}
+    ranking._order_files_by(key, fused, path_of)
+    for p in "abc":
+        items = sorted((r for r in fused.values() if path_of(r.row) == p), key=lambda r: (-key[r.row], r.row))
+        assert sorted(r.score for r in items) == before[p]
+        assert [r.score for r in items] == sorted((r.score for r in items), reverse=True)
 
 
 def test_a_short_name_in_a_sentence_is_an_identifier() -> None:
